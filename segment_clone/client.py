@@ -1,0 +1,558 @@
+"""The ``Client``: validate each call, build the message, encode it once, hand it off.
+
+Everything on this path runs in the caller's thread, so it does the least possible: type
+checks, one dict, one orjson encode (which is also the size check and a frozen copy of the
+message) and one lock-protected append. Consumer threads start at the first message.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+import uuid
+import weakref
+from datetime import datetime, timezone
+from typing import Any
+
+from .consumer import MAX_MSG_SIZE, Consumer
+from .encoding import encode_message
+from .errors import MessageDropped, ShutdownInterrupted
+from .message_queue import MessageQueue
+from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
+from .stats import DropReporter, OnError, Stats, StatsSnapshot
+from .uploader import (
+    DEFAULT_MAX_RATE_LIMIT_DURATION,
+    DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
+    GiveUp,
+    Uploader,
+)
+from .utils import ID_TYPES, guess_timezone, new_message_id, require, stringify_id
+from .version import VERSION
+
+__all__ = ["ID_TYPES", "Client", "require", "stringify_id"]
+
+LIBRARY_NAME = "segment-clone"
+Message = dict[str, Any]
+Result = tuple[bool, Message]
+
+
+class Client:
+    """Sends analytics messages from any thread without blocking on the network."""
+
+    class DefaultConfig:
+        write_key = None
+        host = None
+        on_error = None
+        debug = False
+        send = True
+        sync_mode = False
+        max_queue_size = 10000
+        gzip = False
+        timeout = 15
+        max_retries = 10
+        proxies = None
+        thread = 1
+        upload_interval = 0.5
+        upload_size = 100
+        log_handler = None
+        oauth_client_id = None
+        oauth_client_key = None
+        oauth_key_id = None
+        oauth_auth_server = DEFAULT_AUTH_SERVER
+        oauth_scope = DEFAULT_SCOPE
+        max_total_backoff_duration = DEFAULT_MAX_TOTAL_BACKOFF_DURATION
+        max_rate_limit_duration = DEFAULT_MAX_RATE_LIMIT_DURATION
+        shutdown_timeout = 5.0
+
+    log = logging.getLogger("segment")
+
+    def __init__(
+        self,
+        write_key: str | None = DefaultConfig.write_key,
+        host: str | None = DefaultConfig.host,
+        debug: bool = DefaultConfig.debug,
+        max_queue_size: int = DefaultConfig.max_queue_size,
+        send: bool = DefaultConfig.send,
+        on_error: OnError | None = DefaultConfig.on_error,
+        gzip: bool = DefaultConfig.gzip,
+        max_retries: int = DefaultConfig.max_retries,
+        sync_mode: bool = DefaultConfig.sync_mode,
+        timeout: float = DefaultConfig.timeout,
+        proxies: dict[str, str] | None = DefaultConfig.proxies,
+        thread: int = DefaultConfig.thread,
+        upload_size: int = DefaultConfig.upload_size,
+        upload_interval: float = DefaultConfig.upload_interval,
+        log_handler: logging.Handler | None = DefaultConfig.log_handler,
+        oauth_client_id: str | None = DefaultConfig.oauth_client_id,
+        oauth_client_key: str | None = DefaultConfig.oauth_client_key,
+        oauth_key_id: str | None = DefaultConfig.oauth_key_id,
+        oauth_auth_server: str = DefaultConfig.oauth_auth_server,
+        oauth_scope: str = DefaultConfig.oauth_scope,
+        max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
+        max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
+        shutdown_timeout: float = DefaultConfig.shutdown_timeout,
+    ) -> None:
+        require("write_key", write_key, str)
+        assert isinstance(write_key, str)  # narrowed for type checkers; require() raised otherwise
+        _check_duration("max_total_backoff_duration", max_total_backoff_duration)
+        _check_duration("max_rate_limit_duration", max_rate_limit_duration)
+        _check_duration("shutdown_timeout", shutdown_timeout)
+        _check_positive("timeout", timeout)
+        _check_positive("upload_interval", upload_interval)
+        _check_count("max_queue_size", max_queue_size, 1)
+        _check_count("max_retries", max_retries, 0)
+        _check_count("thread", thread, 1)
+        _check_count("upload_size", upload_size, 1)
+        if on_error is not None and not callable(on_error):
+            raise AssertionError(f"on_error must be callable, got: {type(on_error).__name__}")
+        if host is not None:
+            require("host", host, str)
+            if not host.startswith(("http://", "https://")):
+                raise ValueError(f"host must start with http:// or https://, got: {host!r}")
+
+        self.write_key = write_key
+        self.host = host
+        self.debug = debug
+        self.send = send
+        self.sync_mode = sync_mode
+        self.gzip = gzip
+        self.timeout = timeout
+        self.proxies = proxies
+        self.max_retries = max_retries
+        self.upload_size = upload_size
+        self.upload_interval = upload_interval
+        self.max_total_backoff_duration = max_total_backoff_duration
+        self.max_rate_limit_duration = max_rate_limit_duration
+        self.shutdown_timeout = shutdown_timeout
+        self.queue = MessageQueue(max_queue_size, batch_size=upload_size)
+        self._stats = Stats()
+        self._reporter = DropReporter(self._stats, on_error, self.log)
+        self._lock = threading.Lock()
+        self._started = False
+        self.oauth_manager: OauthManager | None = None
+        if oauth_client_id and oauth_client_key and oauth_key_id:
+            self.oauth_manager = OauthManager(
+                oauth_client_id,
+                oauth_client_key,
+                oauth_key_id,
+                oauth_auth_server,
+                oauth_scope,
+                timeout,
+                max_retries,
+            )
+        _configure_logging(self.log, debug, log_handler)
+
+        self.consumers: list[Consumer] | None = None
+        self._sync_uploader: Uploader | None = None
+        if sync_mode:
+            self._sync_uploader = Uploader(**self._uploader_settings())
+        else:
+            self.consumers = self._new_consumers(thread)
+            if send:
+                atexit.register(_flush_at_exit, weakref.ref(self))
+
+    @property
+    def on_error(self) -> OnError | None:
+        return self._reporter.on_error
+
+    @on_error.setter
+    def on_error(self, value: OnError | None) -> None:
+        self._reporter.on_error = value
+
+    # -- message methods (positional order matches segment.analytics) -------------------------
+
+    def identify(
+        self,
+        user_id: Any = None,
+        traits: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        anonymous_id: Any = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: Any = None,
+    ) -> Result:
+        traits = traits or {}
+        _require_ids(user_id, anonymous_id)
+        require("traits", traits, dict)
+        return self._enqueue(
+            {
+                "integrations": integrations or {},
+                "anonymousId": anonymous_id,
+                "timestamp": timestamp,
+                "context": context or {},
+                "type": "identify",
+                "userId": user_id,
+                "traits": traits,
+                "messageId": message_id,
+            }
+        )
+
+    def track(
+        self,
+        user_id: Any = None,
+        event: str | None = None,
+        properties: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        anonymous_id: Any = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: Any = None,
+    ) -> Result:
+        properties = properties or {}
+        _require_ids(user_id, anonymous_id)
+        require("properties", properties, dict)
+        if type(event) is not str:
+            require("event", event, str)
+        return self._enqueue(
+            {
+                "integrations": integrations or {},
+                "anonymousId": anonymous_id,
+                "properties": properties,
+                "timestamp": timestamp,
+                "context": context or {},
+                "userId": user_id,
+                "type": "track",
+                "event": event,
+                "messageId": message_id,
+            }
+        )
+
+    def alias(
+        self,
+        previous_id: Any = None,
+        user_id: Any = None,
+        context: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: Any = None,
+    ) -> Result:
+        require("previous_id", previous_id, ID_TYPES)
+        require("user_id", user_id, ID_TYPES)
+        return self._enqueue(
+            {
+                "integrations": integrations or {},
+                "previousId": previous_id,
+                "timestamp": timestamp,
+                "context": context or {},
+                "userId": user_id,
+                "type": "alias",
+                "messageId": message_id,
+            }
+        )
+
+    def group(
+        self,
+        user_id: Any = None,
+        group_id: Any = None,
+        traits: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        anonymous_id: Any = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: Any = None,
+    ) -> Result:
+        traits = traits or {}
+        require("group_id", group_id, ID_TYPES)
+        require("traits", traits, dict)
+        _require_ids(user_id, anonymous_id)
+        return self._enqueue(
+            {
+                "integrations": integrations or {},
+                "anonymousId": anonymous_id,
+                "timestamp": timestamp,
+                "groupId": group_id,
+                "context": context or {},
+                "userId": user_id,
+                "traits": traits,
+                "type": "group",
+                "messageId": message_id,
+            }
+        )
+
+    def page(
+        self,
+        user_id: Any = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        anonymous_id: Any = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._page_or_screen(
+            "page", user_id, category, name, properties, context, timestamp, anonymous_id,
+            integrations, message_id,
+        )  # fmt: skip
+
+    def screen(
+        self,
+        user_id: Any = None,
+        category: str | None = None,
+        name: str | None = None,
+        properties: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
+        timestamp: datetime | None = None,
+        anonymous_id: Any = None,
+        integrations: dict[str, Any] | None = None,
+        message_id: Any = None,
+    ) -> Result:
+        return self._page_or_screen(
+            "screen", user_id, category, name, properties, context, timestamp, anonymous_id,
+            integrations, message_id,
+        )  # fmt: skip
+
+    def _page_or_screen(
+        self,
+        type_: str,
+        user_id: Any,
+        category: str | None,
+        name: str | None,
+        properties: dict[str, Any] | None,
+        context: dict[str, Any] | None,
+        timestamp: datetime | None,
+        anonymous_id: Any,
+        integrations: dict[str, Any] | None,
+        message_id: Any,
+    ) -> Result:
+        properties = properties or {}
+        _require_ids(user_id, anonymous_id)
+        require("properties", properties, dict)
+        if name:
+            require("name", name, str)
+        if category:
+            require("category", category, str)
+        return self._enqueue(
+            {
+                "integrations": integrations or {},
+                "anonymousId": anonymous_id,
+                "properties": properties,
+                "timestamp": timestamp,
+                "category": category,
+                "context": context or {},
+                "userId": user_id,
+                "type": type_,
+                "name": name,
+                "messageId": message_id,
+            }
+        )
+
+    # -- the hand-off -----------------------------------------------------------------------
+
+    def _enqueue(self, msg: Message) -> Result:
+        timestamp = msg["timestamp"]
+        if timestamp is None:
+            msg["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        else:
+            require("timestamp", timestamp, datetime)
+            msg["timestamp"] = guess_timezone(timestamp).isoformat(timespec="milliseconds")
+        message_id = msg["messageId"]
+        msg["messageId"] = new_message_id() if message_id is None else stringify_id(message_id)
+        context = msg["context"]
+        if type(context) is not dict:
+            require("context", context, dict)
+        if type(msg["integrations"]) is not dict:
+            require("integrations", msg["integrations"], dict)
+        msg["context"] = {**context, "library": {"name": LIBRARY_NAME, "version": VERSION}}
+        msg["userId"] = stringify_id(msg["userId"])
+        msg["anonymousId"] = stringify_id(msg.get("anonymousId"))
+
+        data, msg = encode_message(msg)
+        if len(data) > MAX_MSG_SIZE:
+            raise RuntimeError(
+                f"Message exceeds {MAX_MSG_SIZE // 1024}kb limit: {len(data)} bytes "
+                f"({msg['type']} {msg.get('event') or msg['messageId']!r})"
+            )
+        if not self.send:
+            return True, msg
+        if self._sync_uploader is not None:
+            return self._send_now(self._sync_uploader, data, msg)
+        if not self._started:
+            self._start()
+        try:
+            self.queue.put_nowait(data)
+        except queue.Full:
+            self._reporter.report(
+                "queue_full",
+                MessageDropped("queue_full", f"queue is full ({self.queue.maxsize} messages)"),
+                [msg],
+            )
+            return False, msg
+        return True, msg
+
+    def _send_now(self, uploader: Uploader, data: bytes, msg: Message) -> Result:
+        """``sync_mode``: deliver on the caller's thread with the same retry policy."""
+        self._stats.add("enqueued")
+        try:
+            uploader.request([data])
+        except GiveUp as e:
+            self._reporter.report(e.reason, e.cause, [msg])
+            return False, msg
+        except ShutdownInterrupted as e:
+            self._reporter.report("shutdown", e, [msg])
+            return False, msg
+        self._stats.add("delivered")
+        return True, msg
+
+    # -- consumers --------------------------------------------------------------------------
+
+    def _uploader_settings(self) -> dict[str, Any]:
+        return {
+            "write_key": self.write_key,
+            "host": self.host,
+            "gzip": self.gzip,
+            "retries": self.max_retries,
+            "timeout": self.timeout,
+            "proxies": self.proxies,
+            "oauth_manager": self.oauth_manager,
+            "max_total_backoff_duration": self.max_total_backoff_duration,
+            "max_rate_limit_duration": self.max_rate_limit_duration,
+            "stats": self._stats,
+        }
+
+    def _new_consumers(self, count: int) -> list[Consumer]:
+        return [
+            Consumer(
+                self.queue,
+                upload_size=self.upload_size,
+                upload_interval=self.upload_interval,
+                reporter=self._reporter,
+                **self._uploader_settings(),
+            )
+            for _ in range(count)
+        ]
+
+    def _start(self) -> None:
+        """Start the consumer threads, replacing any stopped by ``join()`` or dead."""
+        with self._lock:
+            if self.consumers is None:
+                return
+            for i, consumer in enumerate(self.consumers):
+                if consumer.ident is not None:
+                    if consumer.running and consumer.is_alive():
+                        continue
+                    consumer = self.consumers[i] = self._new_consumers(1)[0]
+                try:
+                    consumer.start()
+                except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
+                    self.log.warning("could not start a consumer thread: %s", e)
+            self._started = True
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Send everything queued now, and wait for it to be delivered or reported.
+
+        Returns the number of messages still pending: 0 unless ``timeout`` (seconds) ran out.
+        Restarts consumers stopped by ``join()`` so that nothing queued is stranded.
+        """
+        if self.consumers is None or not self.queue.unfinished_tasks:
+            return 0
+        self._start()
+        with self.queue.flushing():
+            drained = self.queue.join(timeout)
+        pending = self.queue.unfinished_tasks
+        if drained:
+            self.log.debug("successfully flushed")
+        else:
+            self.log.warning("flush timed out after %ss with %d messages pending", timeout, pending)
+        return pending
+
+    def join(self, timeout: float | None = None) -> int:
+        """Stop the consumer threads (a pending retry wait is cut short) and wait for them.
+
+        Messages still queued stay queued: a later ``flush()`` or the exit hook sends them.
+        Returns the number of messages still pending.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            consumers = list(self.consumers or [])
+        for consumer in consumers:
+            consumer.pause()
+        for consumer in consumers:
+            if consumer.ident is not None:
+                consumer.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.oauth_manager is not None:
+            self.oauth_manager.stop()
+        return self.queue.unfinished_tasks
+
+    def shutdown(self, timeout: float | None = None) -> int:
+        """``flush()`` then ``join()``, sharing one ``timeout``; returns messages still pending."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.flush(timeout)
+        return self.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def stats(self) -> StatsSnapshot:
+        """Counters since this client was created: enqueued, delivered, retried, dropped
+        (by reason) and pending (accepted, not yet delivered or reported)."""
+        return self._stats.snapshot(self.queue.accepted, self.queue.unfinished_tasks)
+
+    def _at_exit(self) -> None:
+        """Deliver what is pending within ``shutdown_timeout``, then report the rest."""
+        if not self.queue.unfinished_tasks:
+            self.join(0)
+            return
+        self.shutdown(self.shutdown_timeout)
+        queued = self.queue.take_all()
+        leftovers = queued + [m for c in self.consumers or [] for m in c.in_flight]
+        if leftovers:
+            self._reporter.report(
+                "shutdown",
+                MessageDropped(
+                    "shutdown",
+                    f"{len(leftovers)} message(s) not delivered within "
+                    f"shutdown_timeout={self.shutdown_timeout}s at interpreter exit",
+                ),
+                leftovers,
+            )
+        self.queue.task_done(len(queued))
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[Client]) -> None:
+    client = ref()
+    if client is not None:
+        client._at_exit()
+
+
+_ID_OR_UUID = (*ID_TYPES, uuid.UUID)
+
+
+def _require_ids(user_id: Any, anonymous_id: Any) -> None:
+    """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream)."""
+    value = user_id or anonymous_id
+    if type(value) is not str and not isinstance(value, _ID_OR_UUID):
+        require("user_id or anonymous_id", value, _ID_OR_UUID)
+
+
+def _check_duration(name: str, value: Any) -> None:
+    if value is None or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative number of seconds, got: {value!r}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got: {value!r}")
+
+
+def _check_count(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got: {value!r}")
+
+
+class _DebugHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Marks the handler ``debug=True`` adds, so that a second debug client adds no other."""
+
+
+def _configure_logging(
+    logger: logging.Logger, debug: bool, log_handler: logging.Handler | None
+) -> None:
+    if log_handler is not None and log_handler not in logger.handlers:
+        logger.addHandler(log_handler)
+    if debug:
+        logger.setLevel(logging.DEBUG)
+        if log_handler is None and not any(isinstance(h, _DebugHandler) for h in logger.handlers):
+            logger.addHandler(_DebugHandler())

@@ -1,0 +1,159 @@
+"""The bounded hand-off between caller threads and consumer threads.
+
+``queue.Queue`` takes a lock and signals a Condition on every put and every get. Here a put is
+one lock and a deque append; consumers are woken only when the queue stops being empty or a
+batch fills, take a whole batch under one lock, and ``join`` accepts a timeout. Items are the
+encoded message bytes, so a batch can be capped by bytes without re-encoding anything.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class MessageQueue:
+    """FIFO of encoded messages with ``queue.Queue``-style task accounting.
+
+    Every item put is one unfinished task until ``task_done`` is called for it, whatever its
+    fate (delivered, reported through ``on_error``, or spooled); ``join`` waits for that count to
+    reach zero.
+    """
+
+    def __init__(self, maxsize: int, batch_size: int = 100) -> None:
+        if maxsize < 1:
+            raise ValueError(f"max_queue_size must be at least 1, got: {maxsize!r}")
+        self.maxsize = maxsize
+        self.batch_size = batch_size
+        self._items: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._unfinished = 0
+        self._flushing = 0
+        self.accepted = 0
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
+
+    @property
+    def unfinished_tasks(self) -> int:
+        """Items accepted but not yet finished: queued plus held by a consumer."""
+        return self._unfinished
+
+    def put_nowait(self, item: bytes) -> None:
+        """Append ``item`` or raise ``queue.Full``; never blocks beyond the lock."""
+        with self._lock:
+            n = len(self._items)
+            if n >= self.maxsize:
+                raise queue.Full
+            self._append(item, n)
+
+    def put(self, item: bytes, timeout: float | None = None) -> None:
+        """Append ``item``, waiting up to ``timeout`` seconds for room, else raise Full."""
+        with self._lock:
+            if not self._space.wait_for(lambda: len(self._items) < self.maxsize, timeout):
+                raise queue.Full
+            self._append(item, len(self._items))
+
+    def _append(self, item: bytes, n: int) -> None:
+        self._items.append(item)
+        self._unfinished += 1
+        self.accepted += 1
+        if n == 0:
+            self._ready.notify()
+        elif n + 1 == self.batch_size:
+            self._ready.notify_all()
+
+    def get_batch(
+        self, max_items: int, max_bytes: int, wait: float, stop: threading.Event
+    ) -> list[bytes]:
+        """Take up to ``max_items`` items totalling at most ``max_bytes``.
+
+        Blocks until an item is available, then gives a partial batch up to ``wait`` seconds to
+        fill. Returns at once when a flush is in progress, and returns ``[]`` when ``stop`` is
+        set, leaving the queue untouched for the next consumer or flush.
+        """
+        with self._lock:
+            while True:
+                while not self._items:
+                    if stop.is_set():
+                        return []
+                    self._ready.wait()
+                deadline = time.monotonic() + wait
+                while len(self._items) < max_items and not self._flushing:
+                    if stop.is_set():
+                        return []
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._ready.wait(remaining)
+                if self._items:
+                    return self._take(max_items, max_bytes)
+
+    def _take(self, max_items: int, max_bytes: int) -> list[bytes]:
+        items = self._items
+        batch: list[bytes] = []
+        size = 0
+        while items and len(batch) < max_items:
+            size += len(items[0])
+            if batch and size > max_bytes:
+                break
+            batch.append(items.popleft())
+        self._space.notify(len(batch))
+        return batch
+
+    def take_all(self) -> list[bytes]:
+        """Remove every queued item (still unfinished) so it can be reported or spooled."""
+        with self._lock:
+            batch = list(self._items)
+            self._items.clear()
+            self._space.notify_all()
+            return batch
+
+    def requeue(self, batch: list[bytes]) -> None:
+        """Put a batch a consumer could not finish back at the head, keeping the order."""
+        with self._lock:
+            self._items.extendleft(reversed(batch))
+            self._ready.notify()
+
+    def task_done(self, count: int = 1) -> None:
+        with self._lock:
+            if count > self._unfinished:
+                raise ValueError("task_done() called more times than there were items")
+            self._unfinished -= count
+            if not self._unfinished:
+                self._done.notify_all()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every item is finished; return False if ``timeout`` ran out first."""
+        with self._lock:
+            return self._done.wait_for(lambda: not self._unfinished, timeout)
+
+    @contextmanager
+    def flushing(self) -> Iterator[None]:
+        """While open, consumers ship partial batches instead of waiting for them to fill."""
+        with self._lock:
+            self._flushing += 1
+            self._ready.notify_all()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._flushing -= 1
+
+    def wake(self) -> None:
+        """Wake every waiting consumer so that it re-checks its stop flag."""
+        with self._lock:
+            self._ready.notify_all()

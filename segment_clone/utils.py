@@ -1,0 +1,131 @@
+"""Small pure helpers shared by the client and the consumers.
+
+``clean``, ``guess_timezone``, ``require`` and ``stringify_id`` keep the names and semantics of
+``segment.analytics`` so that code importing them keeps working after migration.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from dateutil.tz import tzlocal, tzutc
+
+log = logging.getLogger("segment")
+
+ID_TYPES = (numbers.Number, str)
+"""What ``userId``, ``anonymousId``, ``previousId`` and ``groupId`` may be before stringifying."""
+
+
+def is_naive(dt: datetime) -> bool:
+    """True when ``dt`` carries no usable timezone."""
+    return dt.tzinfo is None or dt.tzinfo.utcoffset(dt) is None
+
+
+def total_seconds(delta: timedelta) -> float:
+    """Seconds in ``delta`` as a float (kept for compatibility with older callers)."""
+    return delta.total_seconds()
+
+
+def guess_timezone(dt: datetime) -> datetime:
+    """Attach a zone to a naive datetime without shifting its wall-clock value.
+
+    A value less than five seconds old (or in the future) is assumed to be local time, as if it
+    came from ``datetime.now()``; anything older is assumed to be UTC, as stored timestamps
+    usually are.
+    """
+    if not is_naive(dt):
+        return dt
+    if (datetime.now() - dt).total_seconds() < 5:
+        return dt.replace(tzinfo=tzlocal())
+    return dt.replace(tzinfo=tzutc())
+
+
+def remove_trailing_slash(host: str) -> str:
+    """``"http://h/"`` becomes ``"http://h"`` so that paths can be appended."""
+    return host[:-1] if host.endswith("/") else host
+
+
+def require(name: str, field: Any, data_type: type | tuple[type, ...]) -> None:
+    """Raise AssertionError naming the argument, the expected type and what was given."""
+    if not isinstance(field, data_type):
+        raise AssertionError(
+            f"{name} must have {_type_names(data_type)}, got: {field!r} ({type(field).__name__})"
+        )
+
+
+def _type_names(data_type: type | tuple[type, ...]) -> str:
+    if isinstance(data_type, tuple):
+        return " or ".join(t.__name__ for t in data_type)
+    return data_type.__name__
+
+
+def stringify_id(val: Any) -> str | None:
+    """None stays None, str stays str, anything else (int, UUID, ...) becomes ``str(val)``."""
+    if val is None or type(val) is str:
+        return val
+    return str(val)
+
+
+_HEX_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_message_id() -> str:
+    """A random UUID4 string, built directly from ``os.urandom`` (twice as fast as ``uuid4``).
+
+    ``os.urandom`` keeps no state in the process, so a forked child never repeats its parent's ids.
+    """
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_HEX_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def clean(item: Any) -> Any:
+    """Return a JSON-ready deep copy of ``item``, dropping dict values that cannot be encoded.
+
+    Decimal becomes float, sets and tuples become lists, Enum members become their value and
+    bytes are decoded as UTF-8 (invalid UTF-8 raises UnicodeDecodeError). A dict value that
+    cannot be cleaned is dropped with a WARNING; inside a list, the error propagates to the
+    enclosing dict key, which is dropped whole, as in ``segment.analytics``.
+    """
+    if isinstance(item, Decimal):
+        return float(item)
+    if isinstance(item, (str, bool, numbers.Number, datetime, date, type(None))):
+        return item
+    if isinstance(item, (set, list, tuple)):
+        return [clean(x) for x in item]
+    if isinstance(item, dict):
+        return _clean_dict(item)
+    if isinstance(item, Enum):
+        return clean(item.value)
+    return _decode(item)
+
+
+def _clean_dict(item: dict[Any, Any]) -> dict[Any, Any]:
+    data = {}
+    for k, v in item.items():
+        try:
+            data[k] = clean(v)
+        except TypeError:
+            log.warning(
+                'Dictionary values must be serializeable to JSON "%s" value %r of type %s is '
+                "unsupported.",
+                k,
+                v,
+                type(v).__name__,
+            )
+    return data
+
+
+def _decode(item: Any) -> str:
+    decode = getattr(item, "decode", None)
+    if decode is None:
+        raise TypeError(f"{type(item).__name__} is not JSON serializable")
+    result = decode("utf-8", "strict")
+    if not isinstance(result, str):
+        raise TypeError(f"{type(item).__name__}.decode() did not return str")
+    return result

@@ -1,0 +1,52 @@
+"""Shared fixtures: a scripted loopback server and clients that are always shut down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+
+from segment_clone import Client
+from segment_clone.uploader import Uploader
+
+from .server import ScriptedServer
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    srv = ScriptedServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def make_client(server: ScriptedServer) -> Iterator[Callable[..., Client]]:
+    """Build clients pointed at the scripted server; each is shut down at teardown."""
+    clients: list[Client] = []
+
+    def make(**kwargs: Any) -> Client:
+        kwargs.setdefault("host", server.url)
+        kwargs.setdefault("upload_interval", 0.05)
+        client = Client(kwargs.pop("write_key", "wk"), **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.join(timeout=5)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record backoff and Retry-After waits; a virtual clock jumps instead of sleeping."""
+    recorded: list[float] = []
+    clock = [1000.0]
+
+    def fake_wait(self: Uploader, seconds: float) -> None:
+        recorded.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(Uploader, "_wait", fake_wait)
+    monkeypatch.setattr(Uploader, "_clock", staticmethod(lambda: clock[0]))
+    return recorded

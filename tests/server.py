@@ -1,0 +1,138 @@
+"""A scripted HTTP server on 127.0.0.1 that records every request.
+
+Tests give it a script of replies (status, headers, body, delay, connection reset, or a hold
+until released) and then await the requests it recorded, instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | dict[str, Any] | list[Any] | str = field(
+        default_factory=lambda: {"success": True}
+    )
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    reset: bool = False
+    hold: threading.Event | None = None
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    raw: bytes
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class ScriptedServer:
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._script: list[Reply] = []
+        self.default = Reply()
+        self.requests: list[Recorded] = []
+        handler = _make_handler(self)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._script.extend(replies)
+
+    def next_reply(self) -> Reply:
+        with self._lock:
+            return self._script.pop(0) if self._script else self.default
+
+    def record(self, rec: Recorded) -> None:
+        with self._lock:
+            self.requests.append(rec)
+            self._lock.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Recorded]:
+        """Block until ``count`` requests have arrived; fail the test if they do not."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"expected {count} requests, got {len(self.requests)}")
+            return list(self.requests)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Every message of every /v1/batch body received so far, in arrival order."""
+        with self._lock:
+            return [m for r in self.requests for m in r.json()["batch"]]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
+            body = raw
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(raw)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            server.record(Recorded("POST", self.path, headers, raw, body, time.monotonic()))
+            reply = server.next_reply()
+            if reply.hold is not None:
+                reply.hold.wait(30)
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.reset:
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+                self.close_connection = True
+                return
+            payload = reply.body
+            if isinstance(payload, (dict, list)):
+                payload = json.dumps(payload).encode()
+            elif isinstance(payload, str):
+                payload = payload.encode()
+            try:
+                self.send_response(reply.status)
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:  # the client gave up (a timeout test); nothing to answer
+                self.close_connection = True
+
+        do_GET = do_POST
+
+    return Handler

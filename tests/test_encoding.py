@@ -1,0 +1,72 @@
+"""The one-pass orjson encoding means the same JSON as the compatible clean() + json path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from enum import Enum
+
+import pytest
+
+from segment_clone.encoding import encode_message
+from segment_clone.request import DatetimeSerializer
+from segment_clone.utils import clean
+
+
+class Plan(Enum):
+    PRO = "pro"
+
+
+CORPUS = [
+    {"s": "text", "i": 3, "f": 2.5, "b": False, "n": None},
+    {"nested": {"list": [1, "two", {"three": 3.0}], "empty": {}}},
+    {"dt": datetime(2012, 3, 4, 5, 6, 7, 891011), "day": date(2020, 1, 2)},
+    {"aware": datetime(2020, 1, 1, 12, tzinfo=timezone.utc)},
+    {"dec": Decimal("1.25"), "set": {7}, "tuple": (1, 2), "enum": Plan.PRO},
+    {"bytes": b"abc", "unicode": "caf\u00e9 \u2603 \U0001f600"},
+    {"big": 2**62, "neg": -17, "tiny": 1e-7},
+]
+
+
+@pytest.mark.parametrize("properties", CORPUS)
+def test_fast_path_matches_the_compatible_path(properties: dict[str, object]) -> None:
+    msg = {"type": "track", "properties": properties}
+    data, returned = encode_message(msg)
+    reference = json.dumps(clean(msg), cls=DatetimeSerializer)
+    assert json.loads(data) == json.loads(reference)
+    assert returned is msg  # no copy was needed
+
+
+def test_output_is_compact_utf8() -> None:
+    data, _ = encode_message({"a": [1, 2], "b": "\u00e9"})
+    assert data == '{"a":[1,2],"b":"\u00e9"}'.encode()
+
+
+def test_unencodable_values_fall_back_to_clean(caplog: pytest.LogCaptureFixture) -> None:
+    props = {"ok": 1, "bad": object(), "fn": print}
+    msg = {"type": "track", "properties": props}
+    with caplog.at_level(logging.WARNING, logger="segment"):
+        data, returned = encode_message(msg)
+    assert json.loads(data) == {"type": "track", "properties": {"ok": 1}}
+    assert returned["properties"] == {"ok": 1}
+    assert props == {"ok": 1, "bad": props["bad"], "fn": print}  # caller's dict untouched
+    assert "bad" in caplog.text
+
+
+def test_non_string_keys_are_stringified() -> None:
+    data, _ = encode_message({"p": {1: "a", None: "b"}})
+    assert json.loads(data) == {"p": {"1": "a", "null": "b"}}
+
+
+def test_nan_becomes_null_not_invalid_json() -> None:
+    data, _ = encode_message({"x": float("nan"), "y": float("inf")})
+    assert json.loads(data) == {"x": None, "y": None}
+
+
+def test_uuid_values_are_strings() -> None:
+    u = uuid.uuid4()
+    data, _ = encode_message({"u": u})
+    assert json.loads(data) == {"u": str(u)}

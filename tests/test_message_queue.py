@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import pytest
+
+from segment_clone.message_queue import MessageQueue
+
+
+def never() -> threading.Event:
+    return threading.Event()
+
+
+def test_bounded_and_counts_accepted() -> None:
+    q = MessageQueue(2)
+    q.put_nowait(b"1")
+    q.put_nowait(b"2")
+    with pytest.raises(queue.Full):
+        q.put_nowait(b"3")
+    assert q.qsize() == 2 and q.full() and q.accepted == 2 and q.unfinished_tasks == 2
+
+
+def test_rejects_non_positive_size() -> None:
+    with pytest.raises(ValueError, match="max_queue_size"):
+        MessageQueue(0)
+
+
+def test_batch_by_count_keeps_order() -> None:
+    q = MessageQueue(100, batch_size=3)
+    for i in range(7):
+        q.put_nowait(str(i).encode())
+    stop = never()
+    assert q.get_batch(3, 10_000, 10, stop) == [b"0", b"1", b"2"]
+    assert q.get_batch(3, 10_000, 10, stop) == [b"3", b"4", b"5"]
+
+
+def test_batch_by_bytes() -> None:
+    q = MessageQueue(100)
+    for _ in range(5):
+        q.put_nowait(b"x" * 40)
+    batch = q.get_batch(100, 100, 0, never())
+    assert len(batch) == 2
+    # a single item larger than the byte cap still goes out alone
+    q2 = MessageQueue(10)
+    q2.put_nowait(b"y" * 500)
+    assert q2.get_batch(100, 100, 0, never()) == [b"y" * 500]
+
+
+def test_partial_batch_waits_for_the_interval_unless_flushing() -> None:
+    q = MessageQueue(100)
+    q.put_nowait(b"a")
+    start = time.monotonic()
+    assert q.get_batch(10, 10_000, 0.2, never()) == [b"a"]
+    assert time.monotonic() - start >= 0.19
+    q.put_nowait(b"b")
+    with q.flushing():
+        start = time.monotonic()
+        assert q.get_batch(10, 10_000, 30, never()) == [b"b"]
+        assert time.monotonic() - start < 5
+
+
+def test_full_batch_wakes_a_waiting_consumer() -> None:
+    q = MessageQueue(100, batch_size=3)
+    got: list[list[bytes]] = []
+    t = threading.Thread(target=lambda: got.append(q.get_batch(3, 10_000, 30, never())))
+    t.start()
+    for i in range(3):
+        q.put_nowait(str(i).encode())
+    t.join(5)
+    assert got == [[b"0", b"1", b"2"]]
+
+
+def test_stop_returns_empty_and_leaves_items() -> None:
+    q = MessageQueue(10)
+    stop = threading.Event()
+    result: list[list[bytes]] = []
+    t = threading.Thread(target=lambda: result.append(q.get_batch(10, 10_000, 30, stop)))
+    t.start()
+    q.put_nowait(b"a")
+    stop.set()
+    q.wake()
+    t.join(5)
+    assert result == [[]]
+    assert q.qsize() == 1
+
+
+def test_join_with_timeout_and_task_done() -> None:
+    q = MessageQueue(10)
+    q.put_nowait(b"a")
+    q.put_nowait(b"b")
+    assert q.join(0.01) is False
+    batch = q.get_batch(10, 10_000, 0, never())
+    q.task_done(len(batch))
+    assert q.join(0.01) is True
+    with pytest.raises(ValueError):
+        q.task_done()
+
+
+def test_requeue_goes_to_the_head() -> None:
+    q = MessageQueue(10)
+    for x in (b"1", b"2", b"3"):
+        q.put_nowait(x)
+    first = q.get_batch(2, 10_000, 0, never())
+    q.requeue(first)
+    assert q.unfinished_tasks == 3
+    assert q.get_batch(10, 10_000, 0, never()) == [b"1", b"2", b"3"]
+
+
+def test_blocking_put_waits_for_room() -> None:
+    q = MessageQueue(1)
+    q.put_nowait(b"a")
+    with pytest.raises(queue.Full):
+        q.put(b"b", timeout=0.01)
+    threading.Timer(0.05, lambda: q.get_batch(1, 10_000, 0, never())).start()
+    q.put(b"b", timeout=5)
+    assert q.qsize() == 1
+
+
+def test_take_all() -> None:
+    q = MessageQueue(10)
+    q.put_nowait(b"a")
+    q.put_nowait(b"b")
+    assert q.take_all() == [b"a", b"b"]
+    assert q.qsize() == 0 and q.unfinished_tasks == 2
