@@ -41,6 +41,7 @@ class Consumer(Uploader, Thread):
     """A daemon thread that uploads batches from ``queue`` until ``pause()`` is called."""
 
     log = logging.getLogger("segment")
+    max_batch_bytes = BATCH_SIZE_LIMIT
 
     def __init__(
         self,
@@ -95,9 +96,9 @@ class Consumer(Uploader, Thread):
         self.queue.wake()
 
     def next(self) -> list[bytes]:
-        """The next batch: up to ``upload_size`` messages and ``BATCH_SIZE_LIMIT`` bytes."""
+        """The next batch: up to ``upload_size`` messages and ``max_batch_bytes`` bytes."""
         return self.queue.get_batch(
-            self.upload_size, BATCH_SIZE_LIMIT, self.upload_interval, self._stopping
+            self.upload_size, self.max_batch_bytes, self.upload_interval, self._stopping
         )
 
     def upload(self) -> bool:

@@ -80,17 +80,7 @@ class Uploader:
         delays = backoff_delays()
         while True:
             try:
-                request.post(
-                    self.write_key,
-                    self.host,
-                    gzip=self.gzip,
-                    timeout=self.timeout,
-                    proxies=self.proxies,
-                    oauth_manager=self.oauth_manager,
-                    retry_count=attempt,
-                    session=self.session,
-                    batch=batch,
-                )
+                self._send(batch, attempt)
                 return
             except FatalError as e:
                 raise GiveUp("fatal", e) from e
@@ -125,6 +115,20 @@ class Uploader:
                 log.error("All %d retries exhausted after %d total attempts", self.retries, attempt)
                 raise GiveUp("retries_exhausted", error) from error
             self._retry_after(min(next(delays), remaining))
+
+    def _send(self, batch: list[bytes], retry_count: int) -> None:
+        """One attempt; subclasses for other APIs override this and keep the retry policy."""
+        request.post(
+            self.write_key,
+            self.host,
+            gzip=self.gzip,
+            timeout=self.timeout,
+            proxies=self.proxies,
+            oauth_manager=self.oauth_manager,
+            retry_count=retry_count,
+            session=self.session,
+            batch=batch,
+        )
 
     def _retry_after(self, seconds: float) -> None:
         self.stats.add("retried")
