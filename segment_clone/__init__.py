@@ -14,6 +14,7 @@ The globals are read once, when the first proxied call builds ``default_client``
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -43,6 +44,10 @@ upload_interval: float = 0.5
 max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF_DURATION
 max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT_DURATION
 shutdown_timeout: float = Client.DefaultConfig.shutdown_timeout
+spool_path: str | None = None
+spool_max_bytes: int = Client.DefaultConfig.spool_max_bytes
+queue_full_policy: str = Client.DefaultConfig.queue_full_policy
+queue_full_timeout: float = Client.DefaultConfig.queue_full_timeout
 oauth_client_id: str | None = None
 oauth_client_key: str | None = None
 oauth_key_id: str | None = None
@@ -51,6 +56,15 @@ oauth_scope: str = DEFAULT_SCOPE
 
 default_client: Client | None = None
 _create_lock = threading.Lock()
+
+
+def _new_create_lock() -> None:
+    """A forked child must not inherit the lock in a held state."""
+    global _create_lock
+    _create_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_create_lock)
 
 
 def _client() -> Client:
@@ -82,6 +96,10 @@ def _client() -> Client:
                 max_total_backoff_duration=max_total_backoff_duration,
                 max_rate_limit_duration=max_rate_limit_duration,
                 shutdown_timeout=shutdown_timeout,
+                spool_path=spool_path,
+                spool_max_bytes=spool_max_bytes,
+                queue_full_policy=queue_full_policy,
+                queue_full_timeout=queue_full_timeout,
             )
         return default_client
 

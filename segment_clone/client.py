@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
+import os
 import queue
 import threading
 import time
@@ -22,6 +24,7 @@ from .encoding import encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
+from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
 from .uploader import (
     DEFAULT_MAX_RATE_LIMIT_DURATION,
@@ -37,6 +40,7 @@ __all__ = ["ID_TYPES", "Client", "require", "stringify_id"]
 LIBRARY_NAME = "segment-clone"
 Message = dict[str, Any]
 Result = tuple[bool, Message]
+QUEUE_FULL_POLICIES = ("drop_newest", "block")
 
 
 class Client:
@@ -66,6 +70,10 @@ class Client:
         max_total_backoff_duration = DEFAULT_MAX_TOTAL_BACKOFF_DURATION
         max_rate_limit_duration = DEFAULT_MAX_RATE_LIMIT_DURATION
         shutdown_timeout = 5.0
+        spool_path = None
+        spool_max_bytes = DEFAULT_MAX_BYTES
+        queue_full_policy = "drop_newest"
+        queue_full_timeout = 1.0
 
     log = logging.getLogger("segment")
 
@@ -94,12 +102,24 @@ class Client:
         max_total_backoff_duration: float = DefaultConfig.max_total_backoff_duration,
         max_rate_limit_duration: float = DefaultConfig.max_rate_limit_duration,
         shutdown_timeout: float = DefaultConfig.shutdown_timeout,
+        spool_path: str | os.PathLike[str] | None = DefaultConfig.spool_path,
+        spool_max_bytes: int = DefaultConfig.spool_max_bytes,
+        queue_full_policy: str = DefaultConfig.queue_full_policy,
+        queue_full_timeout: float = DefaultConfig.queue_full_timeout,
     ) -> None:
         require("write_key", write_key, str)
         assert isinstance(write_key, str)  # narrowed for type checkers; require() raised otherwise
         _check_duration("max_total_backoff_duration", max_total_backoff_duration)
         _check_duration("max_rate_limit_duration", max_rate_limit_duration)
         _check_duration("shutdown_timeout", shutdown_timeout)
+        _check_duration("queue_full_timeout", queue_full_timeout)
+        if queue_full_policy not in QUEUE_FULL_POLICIES:
+            choices = " or ".join(map(repr, QUEUE_FULL_POLICIES))
+            raise ValueError(f"queue_full_policy must be {choices}, got: {queue_full_policy!r}")
+        if spool_path is not None and sync_mode:
+            raise ValueError(
+                "spool_path needs the background path; sync_mode sends before returning"
+            )
         _check_positive("timeout", timeout)
         _check_positive("upload_interval", upload_interval)
         _check_count("max_queue_size", max_queue_size, 1)
@@ -127,11 +147,9 @@ class Client:
         self.max_total_backoff_duration = max_total_backoff_duration
         self.max_rate_limit_duration = max_rate_limit_duration
         self.shutdown_timeout = shutdown_timeout
-        self.queue = MessageQueue(max_queue_size, batch_size=upload_size)
-        self._stats = Stats()
-        self._reporter = DropReporter(self._stats, on_error, self.log)
-        self._lock = threading.Lock()
-        self._started = False
+        self.max_queue_size = max_queue_size
+        self.queue_full_policy = queue_full_policy
+        self.queue_full_timeout = queue_full_timeout
         self.oauth_manager: OauthManager | None = None
         if oauth_client_id and oauth_client_key and oauth_key_id:
             self.oauth_manager = OauthManager(
@@ -144,15 +162,46 @@ class Client:
                 max_retries,
             )
         _configure_logging(self.log, debug, log_handler)
+        self._spool = Spool(spool_path, spool_max_bytes) if spool_path and send else None
+        self._thread_count = thread
+        self._init_runtime(on_error)
 
+        if not sync_mode and send:
+            ref = weakref.ref(self)
+            atexit.register(_flush_at_exit, ref)
+            _register_mp_exit(self)
+            os.register_at_fork(after_in_child=lambda: _reinit_in_child(ref))
+        if self._spool is not None:
+            self._replay(self._spool.adopt_orphans())
+
+    def _init_runtime(self, on_error: OnError | None) -> None:
+        """Everything a process must not share with its parent: queue, locks, counters,
+        sessions and threads. Run at construction and again in a forked child."""
+        self._pid = os.getpid()
+        self.queue = MessageQueue(self.max_queue_size, batch_size=self.upload_size)
+        self._stats = Stats()
+        self._reporter = DropReporter(self._stats, on_error, self.log)
+        self._lock = threading.Lock()
+        self._started = False
         self.consumers: list[Consumer] | None = None
         self._sync_uploader: Uploader | None = None
-        if sync_mode:
+        if self.sync_mode:
             self._sync_uploader = Uploader(**self._uploader_settings())
         else:
-            self.consumers = self._new_consumers(thread)
-            if send:
-                atexit.register(_flush_at_exit, weakref.ref(self))
+            self.consumers = self._new_consumers(self._thread_count)
+
+    def _adopt_process(self) -> None:
+        """Re-initialise if this process was forked without ``os.register_at_fork`` hooks."""
+        if self._pid != os.getpid():
+            self._after_fork()
+
+    def _after_fork(self) -> None:
+        """In a forked child. Messages the parent queued are the parent's to send."""
+        if self.oauth_manager is not None:
+            self.oauth_manager.reset_after_fork()
+        if self._spool is not None:
+            self._spool.reopen_after_fork()
+        self._init_runtime(self._reporter.on_error)
 
     @property
     def on_error(self) -> OnError | None:
@@ -369,13 +418,26 @@ class Client:
             )
         if not self.send:
             return True, msg
+        if self._pid != os.getpid():  # forked without fork hooks (uWSGI without its flag)
+            self._after_fork()
         if self._sync_uploader is not None:
             return self._send_now(self._sync_uploader, data, msg)
         if not self._started:
             self._start()
+        if self._spool is not None:
+            try:
+                self._spool.add(data)
+            except SpoolFull as e:
+                self._reporter.report("spool_full", MessageDropped("spool_full", str(e)), [msg])
+                return False, msg
         try:
-            self.queue.put_nowait(data)
+            if self.queue_full_policy == "block":
+                self.queue.put(data, self.queue_full_timeout)
+            else:
+                self.queue.put_nowait(data)
         except queue.Full:
+            if self._spool is not None:
+                self._spool.remove([data])
             self._reporter.report(
                 "queue_full",
                 MessageDropped("queue_full", f"queue is full ({self.queue.maxsize} messages)"),
@@ -383,6 +445,22 @@ class Client:
             )
             return False, msg
         return True, msg
+
+    def _replay(self, orphans: list[bytes]) -> None:
+        """Queue what an earlier process left in the spool, as room allows, on a thread."""
+        if not orphans:
+            return
+        self.log.info(
+            "replaying %d message(s) left in the spool by an earlier process", len(orphans)
+        )
+        self._start()
+        queue = self.queue
+
+        def feed() -> None:
+            for data in orphans:
+                queue.put(data)
+
+        threading.Thread(target=feed, name="segment-clone-replay", daemon=True).start()
 
     def _send_now(self, uploader: Uploader, data: bytes, msg: Message) -> Result:
         """``sync_mode``: deliver on the caller's thread with the same retry policy."""
@@ -421,6 +499,7 @@ class Client:
                 upload_size=self.upload_size,
                 upload_interval=self.upload_interval,
                 reporter=self._reporter,
+                spool=self._spool,
                 **self._uploader_settings(),
             )
             for _ in range(count)
@@ -450,6 +529,7 @@ class Client:
         Returns the number of messages still pending: 0 unless ``timeout`` (seconds) ran out.
         Restarts consumers stopped by ``join()`` so that nothing queued is stranded.
         """
+        self._adopt_process()
         if self.consumers is None or not self.queue.unfinished_tasks:
             return 0
         self._start()
@@ -468,6 +548,7 @@ class Client:
         Messages still queued stay queued: a later ``flush()`` or the exit hook sends them.
         Returns the number of messages still pending.
         """
+        self._adopt_process()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             consumers = list(self.consumers or [])
@@ -489,17 +570,28 @@ class Client:
     def stats(self) -> StatsSnapshot:
         """Counters since this client was created: enqueued, delivered, retried, dropped
         (by reason) and pending (accepted, not yet delivered or reported)."""
+        self._adopt_process()
         return self._stats.snapshot(self.queue.accepted, self.queue.unfinished_tasks)
 
     def _at_exit(self) -> None:
-        """Deliver what is pending within ``shutdown_timeout``, then report the rest."""
+        """Deliver what is pending within ``shutdown_timeout``; then spool or report the rest."""
+        if self._pid != os.getpid():
+            return  # forked without hooks and never used here: nothing of ours to flush
         if not self.queue.unfinished_tasks:
             self.join(0)
             return
         self.shutdown(self.shutdown_timeout)
         queued = self.queue.take_all()
         leftovers = queued + [m for c in self.consumers or [] for m in c.in_flight]
-        if leftovers:
+        if leftovers and self._spool is not None:
+            self.log.warning(
+                "%d message(s) not delivered within shutdown_timeout=%ss kept in the spool %s "
+                "for the next run",
+                len(leftovers),
+                self.shutdown_timeout,
+                self._spool.path,
+            )
+        elif leftovers:
             self._reporter.report(
                 "shutdown",
                 MessageDropped(
@@ -516,6 +608,27 @@ def _flush_at_exit(ref: weakref.ReferenceType[Client]) -> None:
     client = ref()
     if client is not None:
         client._at_exit()
+
+
+def _reinit_in_child(ref: weakref.ReferenceType[Client]) -> None:
+    client = ref()
+    if client is not None:
+        client._after_fork()
+
+
+def _register_mp_exit(client: Client) -> None:
+    """Flush at exit in ``multiprocessing`` children too.
+
+    A forked ``multiprocessing`` child ends with ``os._exit``, which skips ``atexit``; it runs
+    ``multiprocessing.util`` finalizers instead, after clearing the ones it inherited, so the
+    finalizer is added again in each such child by an after-fork callback (which is inherited).
+    """
+    _add_mp_finalizer(client)
+    multiprocessing.util.register_after_fork(client, _add_mp_finalizer)
+
+
+def _add_mp_finalizer(client: Client) -> None:
+    multiprocessing.util.Finalize(None, _flush_at_exit, (weakref.ref(client),), exitpriority=0)
 
 
 _ID_OR_UUID = (*ID_TYPES, uuid.UUID)

@@ -13,6 +13,7 @@ from threading import Thread
 from .errors import APIError, FatalError, ShutdownInterrupted
 from .message_queue import MessageQueue
 from .request import TokenSource
+from .spool import Spool
 from .stats import DropReporter, OnError, Stats
 from .uploader import (
     DEFAULT_MAX_RATE_LIMIT_DURATION,
@@ -60,6 +61,7 @@ class Consumer(Uploader, Thread):
         max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT_DURATION,
         stats: Stats | None = None,
         reporter: DropReporter | None = None,
+        spool: Spool | None = None,
     ) -> None:
         Thread.__init__(self, daemon=True, name="segment-clone-consumer")
         Uploader.__init__(
@@ -79,6 +81,7 @@ class Consumer(Uploader, Thread):
         self.upload_size = upload_size
         self.upload_interval = upload_interval
         self.reporter = reporter or DropReporter(self.stats, on_error, self.log)
+        self.spool = spool
         self.running = True
         self.in_flight: list[bytes] = []
 
@@ -114,6 +117,8 @@ class Consumer(Uploader, Thread):
             return False
         finally:
             self.in_flight = []
+        if self.spool is not None:
+            self.spool.remove(batch)
         self.queue.task_done(len(batch))
         return delivered
 

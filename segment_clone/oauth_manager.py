@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
-import jwt
 import requests
 
 from .errors import FatalError
@@ -72,6 +71,11 @@ class OauthManager:
         self.timeout = timeout
         self.max_retries = max_retries
         self.clock_skew = 0
+        self.reset_after_fork()
+
+    def reset_after_fork(self) -> None:
+        """Fresh session, locks and token state: at construction, and in a forked child,
+        where the parent's thread does not exist and its lock may have been held."""
         self.session = requests.Session()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -234,6 +238,8 @@ class OauthManager:
             "exp": now - 5 + ASSERTION_LIFETIME,
             "jti": str(uuid.uuid4()),
         }
+        import jwt  # deferred: PyJWT and cryptography cost ~60 ms of import time
+
         try:
             return jwt.encode(
                 claims, self._client_key, algorithm="RS256", headers={"kid": self.key_id}

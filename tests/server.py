@@ -37,6 +37,7 @@ class Recorded:
     raw: bytes
     body: bytes
     at: float
+    status: int | None = None  # the status answered; None for a reset or while in progress
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -86,6 +87,16 @@ class ScriptedServer:
         with self._lock:
             return [m for r in self.requests for m in r.json()["batch"]]
 
+    def acknowledged(self) -> list[dict[str, Any]]:
+        """Messages of the requests that were answered 2xx: what a real API would have kept."""
+        with self._lock:
+            return [
+                m
+                for r in self.requests
+                if r.status is not None and 200 <= r.status < 300
+                for m in r.json()["batch"]
+            ]
+
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
@@ -105,7 +116,8 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(raw)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            server.record(Recorded("POST", self.path, headers, raw, body, time.monotonic()))
+            rec = Recorded("POST", self.path, headers, raw, body, time.monotonic())
+            server.record(rec)
             reply = server.next_reply()
             if reply.hold is not None:
                 reply.hold.wait(30)
@@ -123,6 +135,7 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 payload = json.dumps(payload).encode()
             elif isinstance(payload, str):
                 payload = payload.encode()
+            rec.status = reply.status
             try:
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from typing import Any, Callable
 
+import pytest
+
 from segment_clone import Client
 from segment_clone.errors import APIError
 
+from .procs import run_script
 from .server import Reply, ScriptedServer
 
 MakeClient = Callable[..., Client]
@@ -99,15 +99,6 @@ def test_sync_mode_retries_and_reports(server: ScriptedServer, waits: list[float
     assert client.stats()["dropped"] == {"rejected": 1}
 
 
-def run_script(body: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(body)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_exit_without_flush_delivers(server: ScriptedServer) -> None:
     result = run_script(
         f"""
@@ -146,3 +137,48 @@ def test_exit_with_server_down_is_bounded_and_reported(server: ScriptedServer) -
     assert "reported 3 MessageDropped" in result.stdout
     assert "not delivered within shutdown_timeout" in result.stderr
     assert elapsed < 30
+
+
+def test_block_policy_waits_for_room(server: ScriptedServer, make_client: MakeClient) -> None:
+    hold = threading.Event()
+    server.script(Reply(hold=hold))
+    client = make_client(
+        max_queue_size=1, upload_size=1, queue_full_policy="block", queue_full_timeout=30
+    )
+    client.track("u", "a")
+    server.wait_for(1)  # "a" is in flight and held by the server
+    client.track("u", "b")  # fills the queue
+    results: list[tuple[bool, dict[str, Any]]] = []
+    caller = threading.Thread(target=lambda: results.append(client.track("u", "c")))
+    caller.start()
+    caller.join(0.3)
+    assert caller.is_alive(), "track() should wait for room under the block policy"
+    hold.set()
+    caller.join(10)
+    assert results[0][0] is True
+    assert client.flush(timeout=10) == 0
+    assert [m["event"] for m in server.acknowledged()] == ["a", "b", "c"]
+    assert client.stats()["dropped"] == {}
+
+
+def test_block_policy_gives_up_after_its_timeout(
+    server: ScriptedServer, make_client: MakeClient
+) -> None:
+    hold = threading.Event()
+    server.script(Reply(hold=hold))
+    client = make_client(
+        max_queue_size=1, upload_size=1, queue_full_policy="block", queue_full_timeout=0.1
+    )
+    client.track("u", "a")
+    server.wait_for(1)
+    client.track("u", "b")
+    ok, msg = client.track("u", "c")
+    assert ok is False and msg["event"] == "c"
+    assert client.stats()["dropped"] == {"queue_full": 1}
+    hold.set()
+    assert client.flush(timeout=10) == 0
+
+
+def test_bad_queue_full_policy() -> None:
+    with pytest.raises(ValueError, match="queue_full_policy"):
+        Client("wk", queue_full_policy="drop_oldest")

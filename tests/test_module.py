@@ -15,7 +15,8 @@ GLOBALS = [
     "write_key", "host", "on_error", "debug", "log_handler", "send", "sync_mode",
     "max_queue_size", "gzip", "timeout", "max_retries", "proxies", "thread", "upload_size",
     "upload_interval", "max_total_backoff_duration", "max_rate_limit_duration",
-    "shutdown_timeout", "oauth_client_id", "oauth_client_key", "oauth_key_id",
+    "shutdown_timeout", "spool_path", "spool_max_bytes", "queue_full_policy",
+    "queue_full_timeout", "oauth_client_id", "oauth_client_key", "oauth_key_id",
     "oauth_auth_server", "oauth_scope",
 ]  # fmt: skip
 
