@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -51,16 +51,27 @@ class ScriptedServer:
         self._lock = threading.Condition()
         self._script: list[Reply] = []
         self.default = Reply()
+        self.chooser: Callable[[], Reply] | None = None
         self.requests: list[Recorded] = []
-        handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = 0
+        self._listen()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _listen(self) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self._thread.start()
+
+    def go_down(self) -> None:
+        """Stop listening: new connections are refused until ``come_back``."""
+        self.close()
+
+    def come_back(self) -> None:
+        self._listen()
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
@@ -68,7 +79,9 @@ class ScriptedServer:
 
     def next_reply(self) -> Reply:
         with self._lock:
-            return self._script.pop(0) if self._script else self.default
+            if self._script:
+                return self._script.pop(0)
+            return self.chooser() if self.chooser is not None else self.default
 
     def record(self, rec: Recorded) -> None:
         with self._lock:
