@@ -6,6 +6,7 @@ until released) and then await the requests it recorded, instead of sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -53,6 +54,7 @@ class ScriptedServer:
         self.default = Reply()
         self.chooser: Callable[[], Reply] | None = None
         self.requests: list[Recorded] = []
+        self._connections: set[socket.socket] = set()
         self.port = 0
         self._listen()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -67,8 +69,13 @@ class ScriptedServer:
         self._thread.start()
 
     def go_down(self) -> None:
-        """Stop listening: new connections are refused until ``come_back``."""
+        """Stop listening and cut every open connection, until ``come_back``."""
         self.close()
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def come_back(self) -> None:
         self._listen()
@@ -121,6 +128,11 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            with server._lock:
+                server._connections.add(self.connection)
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
