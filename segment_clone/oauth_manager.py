@@ -141,11 +141,13 @@ class OauthManager:
         if self._thread is None or not self._thread.is_alive():
             self._stopping.clear()
             self._failures = 0
+            self._fetching = True  # a new thread fetches at once
             self._thread = threading.Thread(
                 target=self._run, name="segment-clone-oauth", daemon=True
             )
             self._thread.start()
         elif not self._fetching and not self._failures:
+            self._fetching = True
             self._wake.set()
 
     def _run(self) -> None:

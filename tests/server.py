@@ -162,7 +162,9 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
                 payload = payload.encode()
             rec.status = reply.status
             try:
-                self.send_response(reply.status)
+                self.send_response_only(reply.status)
+                if "Date" not in reply.headers:
+                    self.send_header("Date", self.date_time_string())
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
@@ -174,3 +176,12 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST
 
     return Handler
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``predicate`` (for state that offers no event to wait on); fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
