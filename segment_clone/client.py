@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from .consumer import MAX_MSG_SIZE, Consumer
@@ -32,7 +32,15 @@ from .uploader import (
     GiveUp,
     Uploader,
 )
-from .utils import ID_TYPES, guess_timezone, new_message_id, require, stringify_id
+from .utils import (
+    ID_TYPES,
+    guess_timezone,
+    new_message_id,
+    require,
+    reseed_message_ids,
+    stringify_id,
+    utc_now_iso,
+)
 from .version import VERSION
 
 __all__ = ["ID_TYPES", "Client", "require", "stringify_id"]
@@ -197,6 +205,7 @@ class Client:
 
     def _after_fork(self) -> None:
         """In a forked child. Messages the parent queued are the parent's to send."""
+        reseed_message_ids()
         if self.oauth_manager is not None:
             self.oauth_manager.reset_after_fork()
         if self._spool is not None:
@@ -393,9 +402,11 @@ class Client:
     # -- the hand-off -----------------------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
+        if self._pid != os.getpid():  # forked without fork hooks (uWSGI without its flag)
+            self._after_fork()
         timestamp = msg["timestamp"]
         if timestamp is None:
-            msg["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+            msg["timestamp"] = utc_now_iso()
         else:
             require("timestamp", timestamp, datetime)
             msg["timestamp"] = guess_timezone(timestamp).isoformat(timespec="milliseconds")
@@ -418,8 +429,6 @@ class Client:
             )
         if not self.send:
             return True, msg
-        if self._pid != os.getpid():  # forked without fork hooks (uWSGI without its flag)
-            self._after_fork()
         if self._sync_uploader is not None:
             return self._send_now(self._sync_uploader, data, msg)
         if not self._started:

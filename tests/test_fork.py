@@ -100,6 +100,7 @@ def test_fork_without_python_hooks_is_caught_by_the_pid_check(server: ScriptedSe
         server.url,
     )
     assert result.returncode == 0, result.stderr
+    assert max(sent_ids(server).values()) == 1  # the child reseeded its id generator
     assert Counter(m["event"] for m in server.messages()) == {
         "before": 1,
         "queued-at-fork": 1,

@@ -10,6 +10,7 @@ from enum import Enum
 import pytest
 from dateutil.tz import tzlocal, tzutc
 
+from segment_clone import utils
 from segment_clone.utils import (
     clean,
     guess_timezone,
@@ -17,6 +18,7 @@ from segment_clone.utils import (
     remove_trailing_slash,
     require,
     stringify_id,
+    utc_now_iso,
 )
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -111,3 +113,19 @@ def test_new_message_id_is_a_unique_uuid4() -> None:
     for value in list(ids)[:200]:
         assert UUID4.match(value)
         assert uuid.UUID(value).version == 4
+
+
+def test_utc_now_iso_matches_datetime_isoformat() -> None:
+    before = datetime.now(timezone.utc)
+    value = utc_now_iso()
+    after = datetime.now(timezone.utc)
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00$", value)
+    parsed = datetime.fromisoformat(value)
+    assert before - timedelta(milliseconds=1) <= parsed <= after
+
+
+def test_utc_now_iso_at_second_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    for now in (1700000000.0, 1700000000.9999, 1700000001.0005, 1700000001.5):
+        monkeypatch.setattr(utils.time, "time", lambda now=now: now)
+        expected = datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="milliseconds")
+        assert utc_now_iso() == expected
