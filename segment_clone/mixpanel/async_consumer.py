@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import threading
 import time
 import weakref
 from contextlib import ExitStack
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import orjson
 
@@ -114,45 +116,25 @@ class _LaneConsumer(QueueConsumer):
 class _Lane:
     """The queue of one (endpoint, auth) pair and the thread that drains it."""
 
-    def __init__(self, owner: AsyncBufferedConsumer, endpoint: str, auth: Auth) -> None:
-        self.owner = owner
-        self.endpoint = endpoint
-        self.auth = auth
-        size = owner._import_max_size if endpoint == "imports" else owner._max_size
-        self.queue = MessageQueue(owner._max_queue_size, batch_size=size)
-        self.consumer = self._new_consumer()
+    def __init__(
+        self, queue: MessageQueue, factory: Callable[[MessageQueue], _LaneConsumer]
+    ) -> None:
+        self.queue = queue
+        self._factory = factory
+        self.consumer = factory(queue)
         self._start()
-
-    def _new_consumer(self) -> _LaneConsumer:
-        owner = self.owner
-        return _LaneConsumer(
-            self.queue,
-            self.endpoint,
-            owner._endpoints[self.endpoint],
-            self.auth,
-            owner._credentials,
-            owner._verify_cert,
-            upload_size=self.queue.batch_size,
-            upload_interval=owner._flush_interval,
-            retries=owner._retry_limit,
-            timeout=owner._request_timeout,
-            max_total_backoff_duration=owner._max_total_backoff_duration,
-            max_rate_limit_duration=owner._max_rate_limit_duration,
-            stats=owner._stats,
-            reporter=owner._reporter,
-        )
 
     def ensure_running(self) -> None:
         """Replace a consumer stopped by ``shutdown()`` (or dead) so nothing queued strands."""
         if not (self.consumer.running and self.consumer.is_alive()):
-            self.consumer = self._new_consumer()
+            self.consumer = self._factory(self.queue)
             self._start()
 
     def _start(self) -> None:
         try:
             self.consumer.start()
         except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
-            logger.warning("could not start a %s consumer thread: %s", self.endpoint, e)
+            logger.warning("could not start %s: %s", self.consumer.name, e)
 
 
 class AsyncBufferedConsumer:
@@ -191,20 +173,31 @@ class AsyncBufferedConsumer:
         self._max_size = batch_size("max_size", max_size, MAX_BATCH)
         self._import_max_size = batch_size("import_max_size", import_max_size, MAX_IMPORT_BATCH)
         self._endpoints = endpoint_urls(api_host, events_url, people_url, groups_url, import_url)
-        self._request_timeout = request_timeout
-        self._retry_limit = retry_limit
-        self._verify_cert = verify_cert
-        self._credentials = credentials
         self._max_queue_size = max_queue_size
-        self._flush_interval = flush_interval
         self._shutdown_timeout = shutdown_timeout
-        self._max_total_backoff_duration = max_total_backoff_duration
-        self._max_rate_limit_duration = max_rate_limit_duration
+        self._settings: dict[str, Any] = {
+            "credentials": credentials,
+            "verify_cert": verify_cert,
+            "upload_interval": flush_interval,
+            "retries": retry_limit,
+            "timeout": request_timeout,
+            "max_total_backoff_duration": max_total_backoff_duration,
+            "max_rate_limit_duration": max_rate_limit_duration,
+        }
+        self._reset(on_error)
+        ref = weakref.ref(self)
+        atexit.register(_flush_at_exit, ref)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=partial(_reset_in_child, ref))
+
+    def _reset(self, on_error: OnError | None) -> None:
+        """Fresh lanes, locks and counters: at construction, and in a forked child, whose
+        copies of the parent's queues are the parent's to deliver (and whose locks may have
+        been held by threads that do not exist in the child)."""
         self._stats = Stats()
         self._reporter = _Reporter(self._stats, on_error, logger)
         self._lanes: dict[tuple[str, Auth], _Lane] = {}
         self._lock = threading.Lock()
-        atexit.register(_flush_at_exit, weakref.ref(self))
 
     @property
     def on_error(self) -> OnError | None:
@@ -240,10 +233,23 @@ class AsyncBufferedConsumer:
             )
 
     def _open_lane(self, key: tuple[str, Auth]) -> _Lane:
+        endpoint, auth = key
+        size = self._import_max_size if endpoint == "imports" else self._max_size
+        factory = partial(
+            _LaneConsumer,
+            endpoint=endpoint,
+            url=self._endpoints[endpoint],
+            auth=auth,
+            upload_size=size,
+            stats=self._stats,
+            reporter=self._reporter,
+            **self._settings,
+        )
         with self._lock:
             lane = self._lanes.get(key)
             if lane is None:
-                lane = self._lanes[key] = _Lane(self, *key)
+                queue = MessageQueue(self._max_queue_size, batch_size=size)
+                lane = self._lanes[key] = _Lane(queue, factory)
             return lane
 
     def flush(self, timeout: float | None = None) -> int:
@@ -321,6 +327,12 @@ def _flush_at_exit(ref: weakref.ReferenceType[AsyncBufferedConsumer]) -> None:
     consumer = ref()
     if consumer is not None:
         consumer._at_exit()
+
+
+def _reset_in_child(ref: weakref.ReferenceType[AsyncBufferedConsumer]) -> None:
+    consumer = ref()
+    if consumer is not None:
+        consumer._reset(consumer.on_error)
 
 
 __all__ = ["MAX_BATCH_BYTES", "AsyncBufferedConsumer"]

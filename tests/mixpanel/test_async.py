@@ -4,6 +4,7 @@ the shared retry policy, on_error, stats, flush/shutdown, exit-time flush, and n
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
 import textwrap
@@ -305,3 +306,29 @@ def test_exit_flush_is_bounded_and_reports_leftovers(mp_server: ScriptedServer) 
     finally:
         release.set()
     assert "dropped shutdown 3" in done.stdout
+
+
+FORK_SCRIPT = """
+import os, sys
+from segment_clone.mixpanel import AsyncBufferedConsumer, Mixpanel
+
+consumer = AsyncBufferedConsumer(api_host=sys.argv[1], flush_interval=60)
+mp = Mixpanel("12345", consumer)
+mp.track("parent", "before fork")
+pid = os.fork()
+if pid == 0:
+    mp.track("child", "in child")
+    code = consumer.flush(timeout=30)
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+mp.track("parent", "after fork")
+sys.exit(os.waitstatus_to_exitcode(status) or consumer.flush(timeout=30))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_gets_its_own_lanes(mp_server: ScriptedServer) -> None:
+    script = textwrap.dedent(FORK_SCRIPT)
+    subprocess.run([sys.executable, "-c", script, mp_server.url], check=True, timeout=60)
+    events = sorted((m["properties"]["distinct_id"], m["event"]) for m in delivered(mp_server))
+    assert events == [("child", "in child"), ("parent", "after fork"), ("parent", "before fork")]
