@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import os
 import queue
 import threading
@@ -86,9 +87,13 @@ class _LaneConsumer(QueueConsumer):
         auth: Auth,
         credentials: ServiceAccountCredentials | None,
         verify_cert: bool,
+        owner: AsyncBufferedConsumer,
         **settings: Any,
     ) -> None:
         super().__init__(queue, "", **settings)
+        self.owner = owner
+        """Keeps the owner, and so its exit hooks, alive while this thread runs: messages it
+        accepted are owed even if the application dropped its last reference."""
         self.name = f"mixpanel-{endpoint}"
         self.endpoint = endpoint
         self.url = url
@@ -187,6 +192,8 @@ class AsyncBufferedConsumer:
         self._reset(on_error)
         ref = weakref.ref(self)
         atexit.register(_flush_at_exit, ref)
+        _add_mp_finalizer(self)
+        multiprocessing.util.register_after_fork(self, _add_mp_finalizer)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=partial(_reset_in_child, ref))
 
@@ -240,6 +247,7 @@ class AsyncBufferedConsumer:
             endpoint=endpoint,
             url=self._endpoints[endpoint],
             auth=auth,
+            owner=self,
             upload_size=size,
             stats=self._stats,
             reporter=self._reporter,
@@ -327,6 +335,13 @@ def _flush_at_exit(ref: weakref.ReferenceType[AsyncBufferedConsumer]) -> None:
     consumer = ref()
     if consumer is not None:
         consumer._at_exit()
+
+
+def _add_mp_finalizer(consumer: AsyncBufferedConsumer) -> None:
+    """Flush at exit in ``multiprocessing`` children too: they end with ``os._exit``, which
+    skips ``atexit`` but runs ``multiprocessing.util`` finalizers (re-added in each child,
+    because a child starts with the inherited ones cleared)."""
+    multiprocessing.util.Finalize(None, _flush_at_exit, (weakref.ref(consumer),), exitpriority=0)
 
 
 def _reset_in_child(ref: weakref.ReferenceType[AsyncBufferedConsumer]) -> None:

@@ -4,11 +4,13 @@ the shared retry policy, on_error, stats, flush/shutdown, exit-time flush, and n
 from __future__ import annotations
 
 import base64
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -332,3 +334,32 @@ def test_forked_child_gets_its_own_lanes(mp_server: ScriptedServer) -> None:
     subprocess.run([sys.executable, "-c", script, mp_server.url], check=True, timeout=60)
     events = sorted((m["properties"]["distinct_id"], m["event"]) for m in delivered(mp_server))
     assert events == [("child", "in child"), ("parent", "after fork"), ("parent", "before fork")]
+
+
+MP_CHILD_SCRIPT = """
+import multiprocessing, sys
+from segment_clone.mixpanel import AsyncBufferedConsumer, Mixpanel
+
+def work(url):
+    mp = Mixpanel("12345", AsyncBufferedConsumer(api_host=url, flush_interval=60))
+    for i in range(3):
+        mp.track("child", "in a multiprocessing child", {"i": i})
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context(sys.argv[2]).Process(target=work, args=(sys.argv[1],))
+    child.start()
+    child.join()
+    sys.exit(child.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_child_flushes_at_exit(
+    mp_server: ScriptedServer, method: str, tmp_path: Path
+) -> None:
+    if method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"no {method} start method")
+    script = tmp_path / "child.py"  # a file, so that spawn can import ``work``
+    script.write_text(textwrap.dedent(MP_CHILD_SCRIPT))
+    subprocess.run([sys.executable, str(script), mp_server.url, method], check=True, timeout=60)
+    assert sorted(m["properties"]["i"] for m in delivered(mp_server)) == [0, 1, 2]
