@@ -1,0 +1,315 @@
+"""``Mixpanel``: builds each event or profile update and hands it to a consumer.
+
+Message shapes, key order and defaults follow upstream exactly (see the facade's README
+section). ``_now``, ``_make_insert_id`` and ``_serializer`` are looked up on the instance at
+every call, because upstream's users and tests replace them after construction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any, Callable, Protocol
+
+from ..version import VERSION
+from .consumer import Consumer
+from .credentials import ServiceAccountCredentials
+from .errors import MixpanelException
+from .serialization import DatetimeSerializer, json_dumps
+
+logger = logging.getLogger("mixpanel")
+
+Properties = dict[str, Any]
+
+
+class EventSender(Protocol):
+    """The least a consumer must offer: ``send(endpoint, json_message)``.
+
+    ``import_data`` and ``merge`` also pass ``(api_key, api_secret)`` as a third argument.
+    """
+
+    def send(self, endpoint: str, json_message: str, /) -> object: ...
+
+
+class Mixpanel:
+    """Sends events and profile updates for the project ``token`` through ``consumer``.
+
+    ``consumer`` defaults to a synchronous ``Consumer(credentials=credentials)``; pass an
+    ``AsyncBufferedConsumer`` for delivery that never blocks the caller. ``alias()`` posts
+    through its own fresh ``Consumer()`` to ``api.mixpanel.com``, as upstream; with
+    ``alias_uses_consumer=True`` it goes through ``consumer`` (and so its host, e.g. EU or IN
+    residency) instead. Feature flags are not supported: passing a flags config raises.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        consumer: EventSender | None = None,
+        serializer: type[json.JSONEncoder] = DatetimeSerializer,
+        local_flags_config: object = None,
+        remote_flags_config: object = None,
+        credentials: ServiceAccountCredentials | None = None,
+        *,
+        alias_uses_consumer: bool = False,
+    ) -> None:
+        if local_flags_config is not None or remote_flags_config is not None:
+            raise MixpanelException("feature flags are not supported by segment_clone.mixpanel")
+        if consumer and credentials is not None:
+            logger.warning(
+                "credentials are ignored when a custom consumer is provided; "
+                "pass them to the consumer's constructor instead"
+            )
+        self._token = token
+        self._consumer: EventSender = consumer or Consumer(credentials=credentials)
+        self._serializer = serializer
+        self._credentials = credentials
+        self._alias_uses_consumer = alias_uses_consumer
+
+    def _now(self) -> float:
+        return time.time()
+
+    def _make_insert_id(self) -> str:
+        return uuid.uuid4().hex
+
+    # -- events -------------------------------------------------------------------------------
+
+    def track(
+        self,
+        distinct_id: Any,
+        event_name: str,
+        properties: Properties | None = None,
+        meta: Properties | None = None,
+    ) -> None:
+        """Record ``event_name`` for ``distinct_id`` (endpoint ``events``)."""
+        event = self._event(distinct_id, event_name, self._now(), properties, meta)
+        self._consumer.send("events", self._dumps(event))
+
+    def import_data(
+        self,
+        api_key: str | None,
+        distinct_id: Any,
+        event_name: str,
+        timestamp: float,
+        properties: Properties | None = None,
+        meta: Properties | None = None,
+        api_secret: str | None = None,
+    ) -> None:
+        """Record an event older than five days (endpoint ``imports``, time = ``timestamp``).
+
+        Prefer ``ServiceAccountCredentials`` on the consumer over ``api_key``/``api_secret``.
+        """
+        _warn_deprecated_auth(api_key, api_secret)
+        event = self._event(distinct_id, event_name, timestamp, properties, meta)
+        self._send_import(self._dumps(event), api_key, api_secret)
+
+    def alias(self, alias_id: Any, original: Any, meta: Properties | None = None) -> None:
+        """Create an alias, synchronously: see the class docstring for where it is sent."""
+        event = {
+            "event": "$create_alias",
+            "properties": {"distinct_id": original, "alias": alias_id, "token": self._token},
+        }
+        if meta:
+            event.update(meta)
+        consumer = self._consumer if self._alias_uses_consumer else Consumer()
+        consumer.send("events", self._dumps(event))
+
+    def merge(
+        self,
+        api_key: str | None,
+        distinct_id1: Any,
+        distinct_id2: Any,
+        meta: Properties | None = None,
+        api_secret: str | None = None,
+    ) -> None:
+        """Merge two distinct ids into one identity (endpoint ``imports``)."""
+        _warn_deprecated_auth(api_key, api_secret)
+        event = {
+            "event": "$merge",
+            "properties": {"$distinct_ids": [distinct_id1, distinct_id2], "token": self._token},
+        }
+        if meta:
+            event.update(meta)
+        self._send_import(self._dumps(event), api_key, api_secret)
+
+    # -- people -------------------------------------------------------------------------------
+
+    def people_set(
+        self, distinct_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$set", properties, meta)
+
+    def people_set_once(
+        self, distinct_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$set_once", properties, meta)
+
+    def people_increment(
+        self, distinct_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$add", properties, meta)
+
+    def people_append(
+        self, distinct_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$append", properties, meta)
+
+    def people_union(
+        self, distinct_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$union", properties, meta)
+
+    def people_unset(
+        self, distinct_id: Any, properties: list[str], meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$unset", properties, meta)
+
+    def people_remove(
+        self, distinct_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._people(distinct_id, "$remove", properties, meta)
+
+    def people_delete(self, distinct_id: Any, meta: Properties | None = None) -> None:
+        return self._people(distinct_id, "$delete", "", meta)
+
+    def people_track_charge(
+        self,
+        distinct_id: Any,
+        amount: float,
+        properties: Properties | None = None,
+        meta: Properties | None = None,
+    ) -> None:
+        """Append a transaction; unlike upstream, the caller's ``properties`` is not modified."""
+        transaction = {**(properties or {}), "$amount": amount}
+        return self._people(distinct_id, "$append", {"$transactions": transaction}, meta)
+
+    def people_clear_charges(self, distinct_id: Any, meta: Properties | None = None) -> None:
+        return self._people(distinct_id, "$unset", ["$transactions"], meta)
+
+    def people_update(self, message: Properties, meta: Properties | None = None) -> None:
+        """Send a raw profile update (endpoint ``people``) with ``$token`` and ``$time`` added."""
+        self._consumer.send("people", self._dumps(self._profile(message, meta)))
+
+    # -- groups -------------------------------------------------------------------------------
+
+    def group_set(
+        self, group_key: str, group_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._group(group_key, group_id, "$set", properties, meta)
+
+    def group_set_once(
+        self, group_key: str, group_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._group(group_key, group_id, "$set_once", properties, meta)
+
+    def group_union(
+        self, group_key: str, group_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._group(group_key, group_id, "$union", properties, meta)
+
+    def group_unset(
+        self, group_key: str, group_id: Any, properties: list[str], meta: Properties | None = None
+    ) -> None:
+        return self._group(group_key, group_id, "$unset", properties, meta)
+
+    def group_remove(
+        self, group_key: str, group_id: Any, properties: Properties, meta: Properties | None = None
+    ) -> None:
+        return self._group(group_key, group_id, "$remove", properties, meta)
+
+    def group_delete(self, group_key: str, group_id: Any, meta: Properties | None = None) -> None:
+        return self._group(group_key, group_id, "$delete", "", meta)
+
+    def group_update(self, message: Properties, meta: Properties | None = None) -> None:
+        """Send a raw group update (endpoint ``groups``) with ``$token`` and ``$time`` added."""
+        self._consumer.send("groups", self._dumps(self._profile(message, meta)))
+
+    # -- feature flags (not supported) and 5.x context-manager hooks ---------------------------
+
+    @property
+    def local_flags(self) -> Any:
+        raise MixpanelException(
+            "No local flags provider initialized. Pass local_flags_config to constructor."
+        )
+
+    @property
+    def remote_flags(self) -> Any:
+        raise MixpanelException("No remote_flags_config was passed to the constructor")
+
+    def __enter__(self) -> Mixpanel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Like upstream, leaving the block does not flush the consumer."""
+
+    async def __aenter__(self) -> Mixpanel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Like upstream, leaving the block does not flush the consumer."""
+
+    # -- building -----------------------------------------------------------------------------
+
+    def _dumps(self, obj: Properties) -> str:
+        return json_dumps(obj, cls=self._serializer)
+
+    def _event(
+        self,
+        distinct_id: Any,
+        event_name: str,
+        time_: float,
+        properties: Properties | None,
+        meta: Properties | None,
+    ) -> Properties:
+        all_properties = {
+            "token": self._token,
+            "distinct_id": distinct_id,
+            "time": time_,
+            "$insert_id": self._make_insert_id(),
+            "mp_lib": "python",
+            "$lib_version": VERSION,
+        }
+        if properties:
+            all_properties.update(properties)
+        event = {"event": event_name, "properties": all_properties}
+        if meta:
+            event.update(meta)
+        return event
+
+    def _profile(self, message: Properties, meta: Properties | None) -> Properties:
+        record = {"$token": self._token, "$time": self._now()}
+        record.update(message)
+        if meta:
+            record.update(meta)
+        return record
+
+    def _people(
+        self, distinct_id: Any, operation: str, value: Any, meta: Properties | None
+    ) -> None:
+        return self.people_update({"$distinct_id": distinct_id, operation: value}, meta=meta)
+
+    def _group(
+        self, group_key: str, group_id: Any, operation: str, value: Any, meta: Properties | None
+    ) -> None:
+        message = {"$group_key": group_key, "$group_id": group_id, operation: value}
+        return self.group_update(message, meta=meta)
+
+    def _send_import(self, json_message: str, api_key: str | None, api_secret: str | None) -> None:
+        send: Callable[..., object] = self._consumer.send
+        send("imports", json_message, (api_key, api_secret))
+
+
+def _warn_deprecated_auth(api_key: str | None, api_secret: str | None) -> None:
+    """One warning per key given, as upstream 5.2+: service accounts replace both."""
+    if api_key is not None:
+        logger.warning(
+            "api_key is deprecated for imports; pass ServiceAccountCredentials to the consumer"
+        )
+    if api_secret is not None:
+        logger.warning(
+            "api_secret is deprecated for imports; pass ServiceAccountCredentials to the consumer"
+        )
+
+
+__all__ = ["EventSender", "Mixpanel"]
