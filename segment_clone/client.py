@@ -7,18 +7,16 @@ message) and one lock-protected append. Consumer threads start at the first mess
 
 from __future__ import annotations
 
-import atexit
 import logging
-import multiprocessing.util
 import os
 import queue
 import threading
 import time
 import uuid
-import weakref
 from datetime import datetime
 from typing import Any
 
+from . import lifecycle
 from .consumer import MAX_MSG_SIZE, Consumer
 from .encoding import encode_message
 from .errors import MessageDropped, ShutdownInterrupted
@@ -175,10 +173,7 @@ class Client:
         self._init_runtime(on_error)
 
         if not sync_mode and send:
-            ref = weakref.ref(self)
-            atexit.register(_flush_at_exit, ref)
-            _register_mp_exit(self)
-            os.register_at_fork(after_in_child=lambda: _reinit_in_child(ref))
+            lifecycle.register(self)
         if self._spool is not None:
             self._replay(self._spool.adopt_orphans())
 
@@ -529,6 +524,7 @@ class Client:
                 except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
                     self.log.warning("could not start a consumer thread: %s", e)
             self._started = True
+            lifecycle.hold(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -568,7 +564,10 @@ class Client:
                 consumer.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self.oauth_manager is not None:
             self.oauth_manager.stop()
-        return self.queue.unfinished_tasks
+        pending = self.queue.unfinished_tasks
+        if not pending:
+            lifecycle.release(self)
+        return pending
 
     def shutdown(self, timeout: float | None = None) -> int:
         """``flush()`` then ``join()``, sharing one ``timeout``; returns messages still pending."""
@@ -611,33 +610,6 @@ class Client:
                 leftovers,
             )
         self.queue.task_done(len(queued))
-
-
-def _flush_at_exit(ref: weakref.ReferenceType[Client]) -> None:
-    client = ref()
-    if client is not None:
-        client._at_exit()
-
-
-def _reinit_in_child(ref: weakref.ReferenceType[Client]) -> None:
-    client = ref()
-    if client is not None:
-        client._after_fork()
-
-
-def _register_mp_exit(client: Client) -> None:
-    """Flush at exit in ``multiprocessing`` children too.
-
-    A forked ``multiprocessing`` child ends with ``os._exit``, which skips ``atexit``; it runs
-    ``multiprocessing.util`` finalizers instead, after clearing the ones it inherited, so the
-    finalizer is added again in each such child by an after-fork callback (which is inherited).
-    """
-    _add_mp_finalizer(client)
-    multiprocessing.util.register_after_fork(client, _add_mp_finalizer)
-
-
-def _add_mp_finalizer(client: Client) -> None:
-    multiprocessing.util.Finalize(None, _flush_at_exit, (weakref.ref(client),), exitpriority=0)
 
 
 _ID_OR_UUID = (*ID_TYPES, uuid.UUID)

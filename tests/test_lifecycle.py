@@ -182,3 +182,23 @@ def test_block_policy_gives_up_after_its_timeout(
 def test_bad_queue_full_policy() -> None:
     with pytest.raises(ValueError, match="queue_full_policy"):
         Client("wk", queue_full_policy="drop_oldest")
+
+
+def test_a_client_dropped_by_the_application_still_delivers_at_exit(
+    server: ScriptedServer,
+) -> None:
+    result = run_script(
+        """
+        import gc, sys
+        from segment_clone import Client
+
+        def handler():
+            Client("wk", host=sys.argv[1], upload_interval=30).track("u", "orphaned")
+
+        handler()
+        gc.collect()
+        """,
+        server.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [m["event"] for m in server.acknowledged()] == ["orphaned"]

@@ -9,20 +9,17 @@ Segment client uses. Keeping auth in the lane key means a batch never mixes cred
 
 from __future__ import annotations
 
-import atexit
 import logging
-import multiprocessing.util
-import os
 import queue
 import threading
 import time
-import weakref
 from contextlib import ExitStack
 from functools import partial
 from typing import Any, Callable
 
 import orjson
 
+from .. import lifecycle
 from ..consumer import Consumer as QueueConsumer
 from ..errors import MessageDropped
 from ..message_queue import MessageQueue
@@ -87,13 +84,9 @@ class _LaneConsumer(QueueConsumer):
         auth: Auth,
         credentials: ServiceAccountCredentials | None,
         verify_cert: bool,
-        owner: AsyncBufferedConsumer,
         **settings: Any,
     ) -> None:
         super().__init__(queue, "", **settings)
-        self.owner = owner
-        """Keeps the owner, and so its exit hooks, alive while this thread runs: messages it
-        accepted are owed even if the application dropped its last reference."""
         self.name = f"mixpanel-{endpoint}"
         self.endpoint = endpoint
         self.url = url
@@ -190,12 +183,7 @@ class AsyncBufferedConsumer:
             "max_rate_limit_duration": max_rate_limit_duration,
         }
         self._reset(on_error)
-        ref = weakref.ref(self)
-        atexit.register(_flush_at_exit, ref)
-        _add_mp_finalizer(self)
-        multiprocessing.util.register_after_fork(self, _add_mp_finalizer)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=partial(_reset_in_child, ref))
+        lifecycle.register(self)
 
     def _reset(self, on_error: OnError | None) -> None:
         """Fresh lanes, locks and counters: at construction, and in a forked child, whose
@@ -205,6 +193,9 @@ class AsyncBufferedConsumer:
         self._reporter = _Reporter(self._stats, on_error, logger)
         self._lanes: dict[tuple[str, Auth], _Lane] = {}
         self._lock = threading.Lock()
+
+    def _after_fork(self) -> None:
+        self._reset(self.on_error)
 
     @property
     def on_error(self) -> OnError | None:
@@ -247,7 +238,6 @@ class AsyncBufferedConsumer:
             endpoint=endpoint,
             url=self._endpoints[endpoint],
             auth=auth,
-            owner=self,
             upload_size=size,
             stats=self._stats,
             reporter=self._reporter,
@@ -258,6 +248,7 @@ class AsyncBufferedConsumer:
             if lane is None:
                 queue = MessageQueue(self._max_queue_size, batch_size=size)
                 lane = self._lanes[key] = _Lane(queue, factory)
+                lifecycle.hold(self)  # its threads now owe what it accepts
             return lane
 
     def flush(self, timeout: float | None = None) -> int:
@@ -267,6 +258,8 @@ class AsyncBufferedConsumer:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         lanes = [lane for lane in self._snapshot() if lane.queue.unfinished_tasks]
+        if lanes:
+            lifecycle.hold(self)
         with ExitStack() as stack:
             for lane in lanes:
                 lane.ensure_running()
@@ -292,7 +285,10 @@ class AsyncBufferedConsumer:
         for lane in lanes:
             if lane.consumer.ident is not None:
                 lane.consumer.join(_remaining(deadline))
-        return self._pending()
+        pending = self._pending()
+        if not pending:
+            lifecycle.release(self)
+        return pending
 
     def stats(self) -> StatsSnapshot:
         """``enqueued``, ``delivered``, ``retried``, ``dropped`` (by reason) and ``pending``."""
@@ -329,25 +325,6 @@ class AsyncBufferedConsumer:
 
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _flush_at_exit(ref: weakref.ReferenceType[AsyncBufferedConsumer]) -> None:
-    consumer = ref()
-    if consumer is not None:
-        consumer._at_exit()
-
-
-def _add_mp_finalizer(consumer: AsyncBufferedConsumer) -> None:
-    """Flush at exit in ``multiprocessing`` children too: they end with ``os._exit``, which
-    skips ``atexit`` but runs ``multiprocessing.util`` finalizers (re-added in each child,
-    because a child starts with the inherited ones cleared)."""
-    multiprocessing.util.Finalize(None, _flush_at_exit, (weakref.ref(consumer),), exitpriority=0)
-
-
-def _reset_in_child(ref: weakref.ReferenceType[AsyncBufferedConsumer]) -> None:
-    consumer = ref()
-    if consumer is not None:
-        consumer._reset(consumer.on_error)
 
 
 __all__ = ["MAX_BATCH_BYTES", "AsyncBufferedConsumer"]
