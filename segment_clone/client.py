@@ -588,7 +588,9 @@ class Client:
         if not self.queue.unfinished_tasks:
             self.join(0)
             return
-        self.shutdown(self.shutdown_timeout)
+        deadline = time.monotonic() + self.shutdown_timeout
+        self.flush(self.shutdown_timeout)
+        self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
         queued = self.queue.take_all()
         leftovers = queued + [m for c in self.consumers or [] for m in c.in_flight]
         if leftovers and self._spool is not None:

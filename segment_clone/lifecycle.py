@@ -16,6 +16,10 @@ import weakref
 from functools import partial
 from typing import Protocol
 
+EXIT_GRACE = 0.5
+"""Seconds an exit hook waits for stopped threads beyond the flush budget, so that a batch
+whose retry wait was cut short is back in the queue before the leftovers are counted."""
+
 
 class Lifecycle(Protocol):
     def _at_exit(self) -> None: ...
@@ -24,6 +28,9 @@ class Lifecycle(Protocol):
 
 
 _held: set[Lifecycle] = set()
+_exited: weakref.WeakSet[Lifecycle] = weakref.WeakSet()
+"""Objects whose exit flush already ran in this process: ``atexit`` and ``multiprocessing``'s
+exit hook both fire at a normal exit, and the flush must run once."""
 
 
 def register(obj: Lifecycle) -> None:
@@ -47,13 +54,15 @@ def release(obj: Lifecycle) -> None:
 
 def _at_exit(ref: weakref.ReferenceType[Lifecycle]) -> None:
     obj = ref()
-    if obj is not None:
+    if obj is not None and obj not in _exited:
+        _exited.add(obj)
         obj._at_exit()
 
 
 def _after_fork(ref: weakref.ReferenceType[Lifecycle]) -> None:
     obj = ref()
     if obj is not None:
+        _exited.discard(obj)
         obj._after_fork()
 
 

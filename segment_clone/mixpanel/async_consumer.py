@@ -279,9 +279,14 @@ class AsyncBufferedConsumer:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         self.flush(timeout)
+        return self._stop(_remaining(deadline))
+
+    def _stop(self, timeout: float | None) -> int:
+        """Stop every lane thread, waiting up to ``timeout``; return messages still pending."""
         lanes = self._snapshot()
         for lane in lanes:
             lane.consumer.pause()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for lane in lanes:
             if lane.consumer.ident is not None:
                 lane.consumer.join(_remaining(deadline))
@@ -305,7 +310,9 @@ class AsyncBufferedConsumer:
 
     def _at_exit(self) -> None:
         """Deliver what is pending within ``shutdown_timeout``; report whatever is left."""
-        self.shutdown(self._shutdown_timeout if self._pending() else 0)
+        deadline = time.monotonic() + self._shutdown_timeout
+        self.flush(self._shutdown_timeout if self._pending() else 0)
+        self._stop(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
         leftovers: list[bytes] = []
         for lane in self._snapshot():
             queued = lane.queue.take_all()
