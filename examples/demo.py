@@ -1,50 +1,102 @@
-"""``make demo``: run the quickstart against a throwaway loopback sink and show what arrived.
+"""``make demo``: the SDK against a real local collector, with an honest count at the end.
 
-Replaced by the collector-backed demo once ``segment_clone.collector`` exists.
+Starts ``python -m segment_clone.collector`` on a free port with a fresh database in a
+temporary folder, failing 10 % of requests with 503 so that retries happen. Runs
+``quickstart.py`` and ``multithreaded.py`` against it, stops the collector, and compares the
+messageIds each example's SDK accepted with the ones the collector stored. Exits 1 if any
+message was lost.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import tempfile
+import time
+import urllib.request
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
-received: list[dict[str, object]] = []
+HERE = Path(__file__).resolve().parent
+EXAMPLES = ("quickstart.py", "multithreaded.py")
+WRITE_KEY = "demo-write-key"
+FAIL_RATE = 0.1
 
 
-class Sink(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+def start_collector(db: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "segment_clone.collector", "--port", "0", "--db", str(db),
+            "--write-key", WRITE_KEY, "--fail-rate", str(FAIL_RATE), "--fail-status", "503",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise SystemExit(f"the collector did not start: {line!r}")
+    return proc, line.removeprefix("listening on ")
 
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
-        received.extend(json.loads(body)["batch"])
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def run_example(name: str, url: str, report: Path) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "SEGMENT_HOST": url,
+        "SEGMENT_WRITE_KEY": WRITE_KEY,
+        "SEGMENT_DEMO_REPORT": str(report),
+    }
+    subprocess.run([sys.executable, str(HERE / name)], env=env, check=True, timeout=120)
+    result: dict[str, Any] = json.loads(report.read_text())
+    return result
+
+
+def get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
 
 
 def main() -> int:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    env = {**os.environ, "SEGMENT_HOST": f"http://127.0.0.1:{httpd.server_address[1]}"}
-    quickstart = Path(__file__).with_name("quickstart.py")
-    subprocess.run([sys.executable, str(quickstart)], env=env, check=True)
-    httpd.shutdown()
-    for msg in received:
-        print(f"  {msg['type']:9} {msg.get('event') or msg.get('name') or ''}")
-    print(f"received {len(received)} messages")
-    return 0 if len(received) == 6 else 1
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="segment-clone-demo-") as tmp:
+        db = Path(tmp) / "events.db"
+        collector, url = start_collector(db)
+        try:
+            print(f"collector: {url}, database {db}, failing {FAIL_RATE:.0%} of requests (503)")
+            reports = [run_example(name, url, Path(tmp) / f"{name}.json") for name in EXAMPLES]
+            stored = get(f"{url}/api/events")["events"]
+            stats = get(f"{url}/api/stats")
+        finally:
+            collector.send_signal(signal.SIGTERM)
+            collector.wait(10)
+    elapsed = time.perf_counter() - started
+
+    sent = {mid for r in reports for mid in r["sent"]}
+    stored_ids = Counter(m["messageId"] for m in stored)
+    lost = sent - set(stored_ids)
+    unexpected = set(stored_ids) - sent
+    by_type = Counter(m["type"] for m in stored)
+    retried = sum(r["stats"]["retried"] for r in reports)
+    print()
+    print(f"sent        {len(sent)} (messages the SDK accepted)")
+    print(f"stored      {len(stored)}")
+    print("by type     " + ", ".join(f"{t} {n}" for t, n in by_type.most_common()))
+    print(f"duplicates  {stats['duplicates']} (refused by messageId)")
+    print(f"lost        {len(lost)}")
+    print(f"faults      {stats['faults']['injected']} injected, {retried} retries by the SDK")
+    print(f"elapsed     {elapsed:.2f} s")
+    if unexpected:
+        print(f"unexpected  {len(unexpected)} stored messages that no example sent")
+    if collector.returncode != 0:
+        print(f"the collector exited with status {collector.returncode}")
+    ok = not lost and not unexpected and collector.returncode == 0
+    print("OK: every message arrived exactly once" if ok else "FAILED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""``segment-clone collector`` and ``python -m segment_clone.collector``: options, run loop."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .faults import Faults, FaultSettings
+from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="port; 0 picks a free one (default: %(default)s)",
+    )
+    parser.add_argument("--db", default=DEFAULT_DB, help="SQLite file (default: ./%(default)s)")
+    parser.add_argument(
+        "--write-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept only this write key (repeatable); by default any key is accepted",
+    )
+    faults = parser.add_argument_group("fault injection (also settable with POST /api/faults)")
+    faults.add_argument(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="share of ingestion requests to fail, 0..1",
+    )
+    faults.add_argument(
+        "--fail-status",
+        type=int,
+        default=503,
+        metavar="S",
+        help="status of a failed request (default: %(default)s)",
+    )
+    faults.add_argument(
+        "--retry-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Retry-After header on failed requests",
+    )
+    faults.add_argument(
+        "--delay-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="answer every ingestion request this much later",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM, then stop cleanly; returns the exit status."""
+    try:
+        settings = FaultSettings(args.fail_rate, args.fail_status, args.retry_after, args.delay_ms)
+    except ValueError as e:
+        print(f"segment-clone collector: {e}", file=sys.stderr)
+        return 2
+    try:
+        collector = Collector(args.db, args.host, args.port, args.write_key, Faults(settings))
+    except OSError as e:
+        print(
+            f"segment-clone collector: cannot listen on {args.host}:{args.port}: {e}",
+            file=sys.stderr,
+        )
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        collector.start()
+        print(f"listening on {collector.url}", flush=True)
+        stop.wait()
+    finally:
+        collector.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m segment_clone.collector",
+        description="A local Segment tracking API that stores events in SQLite.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

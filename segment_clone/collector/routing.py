@@ -1,0 +1,103 @@
+"""The collector's request/response types and its route table.
+
+Every endpoint is one ``Route`` in a table keyed by path, so another API (Mixpanel ingestion,
+an OAuth token endpoint) is added by appending routes, without touching the HTTP handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+from urllib.parse import parse_qs
+
+import orjson
+
+
+class HTTPError(Exception):
+    """Answered as ``status`` with the JSON body ``{"code": code, "message": message}``."""
+
+    def __init__(self, status: int, code: str, message: str, close: bool = False) -> None:
+        super().__init__(status, code, message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.close = close
+        """True when the request body was not read, so the connection cannot be reused."""
+
+
+class Headers(Protocol):
+    """Case-insensitive header lookup (``http.server``'s ``email.message.Message``)."""
+
+    def get(self, __name: str) -> str | None: ...
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Headers
+    body: bytes
+
+    @classmethod
+    def parse_query(cls, query: str) -> dict[str, str]:
+        """The first value of each query parameter (blank values kept as "")."""
+        return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+    def json(self) -> Any:
+        """The body as JSON, or a 400 ``invalid_json``."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as e:
+            raise HTTPError(400, "invalid_json", f"body is not valid JSON: {e}") from None
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b'{"success":true}'
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, payload: Any, status: int = 200) -> Response:
+        return cls(status, orjson.dumps(payload))
+
+    @classmethod
+    def error(cls, err: HTTPError) -> Response:
+        return cls.json({"code": err.code, "message": err.message}, err.status)
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    ingest: bool = False
+    """Ingestion routes are subject to fault injection; inspection routes never are."""
+
+
+class Router:
+    """Finds the route for a method and path, or raises 404 / 405."""
+
+    def __init__(self, routes: Iterable[Route] = ()) -> None:
+        self._routes: dict[str, dict[str, Route]] = {}
+        self.add(routes)
+
+    def add(self, routes: Iterable[Route]) -> None:
+        for route in routes:
+            self._routes.setdefault(route.path, {})[route.method] = route
+
+    def match(self, method: str, path: str) -> Route:
+        by_method = self._routes.get(path.rstrip("/") or "/")
+        if by_method is None:
+            raise HTTPError(404, "not_found", f"no endpoint at {path}")
+        route = by_method.get(method)
+        if route is None:
+            allowed = ", ".join(sorted(by_method))
+            raise HTTPError(405, "method_not_allowed", f"{path} accepts {allowed}")
+        return route

@@ -1,0 +1,97 @@
+"""The Segment tracking API: ``POST /v1/batch`` and the single-message ``/v1/<type>`` routes.
+
+A request is validated completely before anything is stored, so a request with one bad message
+stores nothing and the client can fix it and send again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Any
+
+import orjson
+
+from .auth import WriteKeyAuth
+from .limits import MAX_MESSAGE_BYTES
+from .routing import HTTPError, Request, Response, Route
+from .store import EventStore, Row
+
+SOURCE = "segment"
+TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+
+def routes(store: EventStore, auth: WriteKeyAuth) -> list[Route]:
+    api = SegmentAPI(store, auth)
+    singles = [Route("POST", f"/v1/{t}", partial(api.single, t), ingest=True) for t in TYPES]
+    return [Route("POST", "/v1/batch", api.batch, ingest=True), *singles]
+
+
+class SegmentAPI:
+    def __init__(self, store: EventStore, auth: WriteKeyAuth) -> None:
+        self.store = store
+        self.auth = auth
+
+    def batch(self, request: Request) -> Response:
+        body = self._authorized_body(request)
+        messages = body.get("batch")
+        if not isinstance(messages, list):
+            raise _invalid("the body needs a 'batch' list of messages")
+        rows = [to_row(m, f"batch[{i}]") for i, m in enumerate(messages)]
+        self.store.add(SOURCE, rows)
+        return Response()
+
+    def single(self, type_: str, request: Request) -> Response:
+        message = self._authorized_body(request)
+        message.pop("writeKey", None)  # a credential, not part of the message
+        if message.setdefault("type", type_) != type_:
+            raise _invalid(f"/v1/{type_} received a message of type {message['type']!r}")
+        self.store.add(SOURCE, [to_row(message, "message")])
+        return Response()
+
+    def _authorized_body(self, request: Request) -> dict[str, Any]:
+        """The JSON object body, after checking credentials (header first, then the body)."""
+        if request.headers.get("Authorization"):
+            self.auth.check(request.headers)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise _invalid("the body must be a JSON object")
+        if not request.headers.get("Authorization"):
+            self.auth.check(request.headers, body.get("writeKey"))
+        return body
+
+
+def to_row(message: Any, where: str) -> Row:
+    """Validate one message and turn it into a store row, or raise 400/413 naming ``where``."""
+    if not isinstance(message, dict):
+        raise _invalid(f"{where} is not a JSON object")
+    type_ = message.get("type")
+    if not type_:
+        raise _invalid(f"{where} has no 'type'")
+    if type_ not in TYPES:
+        raise _invalid(f"{where} has an unknown type {type_!r}")
+    user_id = _id(message.get("userId"))
+    if user_id is None and _id(message.get("anonymousId")) is None:
+        raise _invalid(f"{where} needs a 'userId' or an 'anonymousId'")
+    body = orjson.dumps(message)
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise HTTPError(
+            413, "payload_too_large", f"{where} is {len(body)} bytes, over {MAX_MESSAGE_BYTES}"
+        )
+    message_id = message.get("messageId")
+    dedup_key = str(message_id) if message_id not in (None, "") else uuid.uuid4().hex
+    event = message.get("event")
+    return Row(type_, dedup_key, user_id, event if isinstance(event, str) else None, body.decode())
+
+
+def _id(value: Any) -> str | None:
+    """A usable id as a string: a non-empty string or a number; otherwise None."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _invalid(message: str) -> HTTPError:
+    return HTTPError(400, "invalid_request", message)

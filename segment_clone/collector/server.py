@@ -1,0 +1,224 @@
+"""The HTTP side of the collector: a threading server with keep-alive, and ``Collector``.
+
+Each connection gets a thread (``ThreadingHTTPServer``) and speaks HTTP/1.1 with keep-alive and
+``TCP_NODELAY``: without it a client's next request waits on delayed ACKs, and throughput drops
+to a few hundred requests a second. Requests are dispatched through a ``Router``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import inspection, segment_api
+from .auth import WriteKeyAuth
+from .faults import Faults
+from .limits import read_body
+from .routing import HTTPError, Request, Response, Route, Router
+from .store import EventStore, Query, StrPath
+
+log = logging.getLogger("segment_clone.collector")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+DEFAULT_DB = "segment-clone-events.db"
+IDLE_TIMEOUT = 60.0
+"""Seconds an idle keep-alive connection is kept open."""
+
+
+class CollectorHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = IDLE_TIMEOUT
+    server: CollectorServer
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        path, _, query = self.path.partition("?")
+        try:
+            body = read_body(self.rfile, self.headers)  # first, so the connection stays in step
+            route = self.server.router.match(self.command, path)
+            request = Request(self.command, path, Request.parse_query(query), self.headers, body)
+            response = self._handle(route, request)
+        except HTTPError as e:
+            if e.close:
+                self.close_connection = True
+            response = Response.error(e)
+        except Exception:
+            log.exception("error handling %s %s", self.command, path)
+            response = Response.json({"code": "internal", "message": "internal error"}, 500)
+        self._send(response)
+
+    def _handle(self, route: Route, request: Request) -> Response:
+        if not route.ingest:
+            return route.handler(request)
+        decision = self.server.faults.decide()
+        if decision.status is not None:
+            response = Response.json(
+                {"code": "injected_fault", "message": f"fault injection: {decision.status}"},
+                decision.status,
+            )
+            if decision.retry_after is not None:
+                response.headers["Retry-After"] = f"{decision.retry_after:g}"
+        else:
+            response = route.handler(request)
+        if decision.delay:
+            time.sleep(decision.delay)
+        return response
+
+    def _send(self, response: Response) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class CollectorServer(ThreadingHTTPServer):
+    """Tracks open connections so that ``close()`` can end idle keep-alive threads at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], router: Router, faults: Faults) -> None:
+        self.router = router
+        self.faults = faults
+        self._conn_lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        super().__init__(address, CollectorHandler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            self._connections[request] = threading.current_thread()
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._conn_lock:
+                self._connections.pop(request, None)
+
+    def close_connections(self, timeout: float) -> None:
+        """Shut every open connection down and wait up to ``timeout`` for its thread."""
+        with self._conn_lock:
+            connections = list(self._connections.items())
+        for sock, _ in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout
+        for _, thread in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class Collector:
+    """A local tracking-API server and its event store.
+
+    The socket is bound on construction (``port=0`` picks a free port, see ``url``); serve with
+    ``serve_forever()`` or in a background thread with ``start()``; ``close()`` stops serving,
+    closes open connections and the store.
+    """
+
+    def __init__(
+        self,
+        db_path: StrPath = DEFAULT_DB,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        write_keys: Iterable[str] = (),
+        faults: Faults | None = None,
+        extra_routes: Iterable[Route] = (),
+    ) -> None:
+        self.db_path = Path(db_path)
+        self._changed = threading.Condition()
+        self.store = EventStore(self.db_path, on_write=self._notify)
+        self.faults = faults or Faults()
+        self.auth = WriteKeyAuth(write_keys)
+        self.router = Router(
+            [
+                *segment_api.routes(self.store, self.auth),
+                *inspection.routes(self.store, self.faults),
+                *extra_routes,
+            ]
+        )
+        try:
+            self.server = CollectorServer((host, port), self.router, self.faults)
+        except BaseException:
+            self.store.close()
+            raise
+        self.host = host
+        self.port: int = self.server.server_address[1]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self.server.serve_forever(poll_interval=0.1)
+
+    def start(self) -> Collector:
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(
+            target=self.serve_forever, name="segment-clone-collector", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, end open connections (waiting for requests in progress), close."""
+        if self._thread is not None:
+            self.server.shutdown()
+            self._thread.join(timeout)
+        self.server.server_close()
+        self.server.close_connections(timeout)
+        self.store.close()
+
+    def __enter__(self) -> Collector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading what arrived ------------------------------------------------------------------
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        """Stored messages, oldest first; filters: ``type``, ``user_id``, ``event``, ``source``,
+        ``limit``."""
+        return [s.message() for s in self.store.find(Query(**filters))]
+
+    def wait_for(self, count: int, timeout: float = 10.0, **filters: Any) -> list[dict[str, Any]]:
+        """Block until at least ``count`` matching messages are stored, then return them all.
+
+        Woken by each write rather than by polling; raises ``AssertionError`` on timeout.
+        """
+        query = Query(**filters)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while (stored := self.store.count(query)) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"expected {count} events, got {stored}")
+                self._changed.wait(remaining)
+        return self.events(**filters)
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.store.stats(), "faults": self.faults.as_json()}
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
