@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check segment_clone tests examples
-	$(BIN)/ruff format --check segment_clone tests examples
+	$(BIN)/ruff check segment_clone tests examples benchmarks
+	$(BIN)/ruff format --check segment_clone tests examples benchmarks
 	$(BIN)/mypy segment_clone
 
 unit: $(STAMP)

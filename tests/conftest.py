@@ -1,13 +1,19 @@
-"""Shared fixtures: a scripted loopback server and clients that are always shut down."""
+"""Shared fixtures: a scripted loopback server, clients that are always shut down, collectors.
+
+The ``collector`` and ``analytics_capture`` fixtures come from our own pytest plugin,
+``segment_clone.testing``, registered through its entry point.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 from segment_clone import Client
+from segment_clone.collector import Collector
 from segment_clone.uploader import Uploader
 
 from .server import ScriptedServer
@@ -50,3 +56,19 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     monkeypatch.setattr(Uploader, "_wait", fake_wait)
     monkeypatch.setattr(Uploader, "_clock", staticmethod(lambda: clock[0]))
     return recorded
+
+
+@pytest.fixture
+def make_collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
+    """In-process collectors with custom settings on free ports; each is closed at teardown."""
+    made: list[Collector] = []
+
+    def make(**kwargs: Any) -> Collector:
+        kwargs.setdefault("db_path", tmp_path / f"events-{len(made)}.db")
+        collector = Collector(port=0, **kwargs).start()
+        made.append(collector)
+        return collector
+
+    yield make
+    for collector in made:
+        collector.close()

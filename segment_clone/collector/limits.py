@@ -14,6 +14,9 @@ from .routing import Headers, HTTPError
 
 MAX_BODY_BYTES = 500 * 1024
 MAX_MESSAGE_BYTES = 32 * 1024
+DRAIN_BYTES = 4 * MAX_BODY_BYTES
+"""An oversized body up to this size is read and thrown away before the 413 is sent; a
+larger one is not read at all (the connection is closed under the sender)."""
 
 
 class Readable(Protocol):
@@ -31,6 +34,8 @@ def read_body(rfile: Readable, headers: Headers, limit: int = MAX_BODY_BYTES) ->
     if length < 0:
         raise HTTPError(400, "invalid_request", "bad Content-Length", close=True)
     if length > limit:
+        if length <= DRAIN_BYTES:  # read it away so that the client gets to see the answer
+            _discard(rfile, length)
         raise HTTPError(413, "payload_too_large", _too_large(length, limit), close=True)
     raw = rfile.read(length) if length else b""
     if len(raw) < length:
@@ -55,6 +60,14 @@ def inflate(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
     if not inflater.eof:
         raise HTTPError(400, "invalid_gzip", "gzip body is truncated")
     return out
+
+
+def _discard(rfile: Readable, length: int) -> None:
+    while length > 0:
+        chunk = rfile.read(min(length, 1 << 16))
+        if not chunk:
+            return
+        length -= len(chunk)
 
 
 def _too_large(length: int, limit: int) -> str:

@@ -169,7 +169,7 @@ class Collector:
         return f"http://{self.host}:{self.port}"
 
     def serve_forever(self) -> None:
-        self.server.serve_forever(poll_interval=0.1)
+        self.server.serve_forever(poll_interval=0.05)
 
     def start(self) -> Collector:
         """Serve in a daemon thread; returns self."""

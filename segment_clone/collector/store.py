@@ -1,10 +1,10 @@
 """The collector's SQLite event store: one row per message, deduplicated, in WAL mode.
 
 One writer connection, used under a lock, inserts each request's messages with a single
-``executemany`` of ``INSERT OR IGNORE`` in one transaction, so a request is stored whole or not
-at all, and a message whose ``(source, dedup_key)`` is already there is counted as a duplicate
-instead of being stored twice. Readers use their own connections, which WAL lets run while the
-writer writes.
+``executemany`` of ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction, so a request is
+stored whole or not at all, and a message whose ``(source, dedup_key)`` is already there is
+counted as a duplicate instead of being stored twice. Readers use their own connections, which
+WAL lets run while the writer writes.
 
 The unique index is on a 64-bit hash of ``(source, dedup_key)`` rather than on the text: random
 UUID keys dirty one index page per message, and an integer index has about a fifth as many pages
@@ -45,10 +45,10 @@ CREATE TABLE IF NOT EXISTS duplicates (
 );
 """
 INSERT = (
-    "INSERT OR IGNORE INTO events"
-    " (source, type, dedup_hash, dedup_key, user_id, event, received_at, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (source, type, dedup_hash, dedup_key, user_id, event, received_at, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_hash) DO NOTHING"
 )
+"""Like ``INSERT OR IGNORE``, but only a duplicate is skipped: any other constraint fails."""
 SQL_VARIABLES = 500
 """Placeholders per ``IN (...)`` query, under every SQLite build's limit."""
 
@@ -234,8 +234,8 @@ def dedup_hash(source: str, key: str) -> int:
 
 
 def _store_collisions(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -> int:
-    """Store the rows that ``INSERT OR IGNORE`` refused only because another key has the same
-    hash; returns how many. Runs only when a request had duplicates, which is rare.
+    """Store the rows that were skipped only because another key has the same hash; returns
+    how many. Runs only when a request had duplicates, which is rare.
 
     Such a row is stored with a NULL hash (a UNIQUE column allows any number of NULLs) unless
     its key is already among the NULL-hash rows.

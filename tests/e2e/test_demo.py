@@ -1,0 +1,41 @@
+"""``make demo`` end to end: the collector and both examples as real processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import segment_clone
+
+ROOT = Path(segment_clone.__file__).resolve().parent.parent
+
+
+def test_the_demo_loses_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = dict(line.split(None, 1) for line in result.stdout.splitlines()[-9:] if line.strip())
+    assert summary["sent"].startswith("2006 ")
+    assert summary["stored"] == "2006"
+    assert summary["lost"] == "0"
+    assert summary["duplicates"].startswith("0 ")
+    assert "track 1793" in summary["by"]
+    assert summary["OK:"].startswith("every message arrived exactly once")
+
+
+def test_the_benchmark_runs_and_checks_what_was_stored() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "collector_bench.py"), "--seconds", "0.3",
+         "--max-events-per-second", "3000"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "events/s" in result.stdout
+    assert "stored" in result.stdout
