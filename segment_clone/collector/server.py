@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,29 @@ class CollectorHandler(BaseHTTPRequestHandler):
         self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s - %s", self.address_string(), format % args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, formatted once a second instead of for every response."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        return _http_date.now()
+
+
+class _HttpDate:
+    def __init__(self) -> None:
+        self._cached = (0, "")
+
+    def now(self) -> str:
+        second = int(time.time())
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, formatdate(second, usegmt=True))
+        return cached[1]
+
+
+_http_date = _HttpDate()
 
 
 class CollectorServer(ThreadingHTTPServer):
@@ -145,6 +168,7 @@ class Collector:
     ) -> None:
         self.db_path = Path(db_path)
         self._changed = threading.Condition()
+        self._waiters = 0
         self.store = EventStore(self.db_path, on_write=self._notify)
         self.faults = faults or Faults()
         self.auth = WriteKeyAuth(write_keys)
@@ -209,16 +233,24 @@ class Collector:
         query = Query(**filters)
         deadline = time.monotonic() + timeout
         with self._changed:
-            while (stored := self.store.count(query)) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"expected {count} events, got {stored}")
-                self._changed.wait(remaining)
+            self._waiters += 1
+            try:
+                while (stored := self.store.count(query)) < count:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise AssertionError(f"expected {count} events, got {stored}")
+                    self._changed.wait(remaining)
+            finally:
+                self._waiters -= 1
         return self.events(**filters)
 
     def stats(self) -> dict[str, Any]:
         return {**self.store.stats(), "faults": self.faults.as_json()}
 
     def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
+        """Called after each write. A waiter registers before it counts, and the write is
+        committed before this reads ``_waiters``, so no wake-up is lost by skipping the lock
+        when nobody waits."""
+        if self._waiters:
+            with self._changed:
+                self._changed.notify_all()

@@ -7,18 +7,18 @@ counted as a duplicate instead of being stored twice. Readers use their own conn
 WAL lets run while the writer writes.
 
 The unique index is on a 64-bit hash of ``(source, dedup_key)`` rather than on the text: random
-UUID keys dirty one index page per message, and an integer index has about a fifth as many pages
-as a text one, which makes storing a batch some 40 % cheaper. A hash collision is detected and
+UUID keys dirty one index page per message, and an integer index has about a third as many
+pages as a text one, which made storing a batch some 40 % cheaper. A hash collision is detected and
 the message is stored all the same (see ``_store_collisions``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL NOT NULL,
     body TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS events_unhashed ON events (source, dedup_key)
+    WHERE dedup_hash IS NULL;
 CREATE TABLE IF NOT EXISTS duplicates (
     source TEXT PRIMARY KEY,
     count INTEGER NOT NULL
@@ -228,9 +230,14 @@ class EventStore:
 
 
 def dedup_hash(source: str, key: str) -> int:
-    """A signed 64-bit hash of ``(source, key)``, the store's unique index."""
-    digest = hashlib.blake2b(f"{source}\0{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    """A signed 64-bit hash of ``(source, key)``, the store's unique index.
+
+    CRC-32 and Adler-32 side by side: stable across processes (unlike ``hash()``) and about
+    three times cheaper than a hashlib digest. Not cryptographic, and it need not be: a
+    collision costs one extra query, never a message.
+    """
+    data = f"{source}\0{key}".encode()
+    return (zlib.crc32(data) << 32 | zlib.adler32(data)) - (1 << 63)
 
 
 def _store_collisions(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -> int:
@@ -238,7 +245,7 @@ def _store_collisions(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -
     how many. Runs only when a request had duplicates, which is rare.
 
     Such a row is stored with a NULL hash (a UNIQUE column allows any number of NULLs) unless
-    its key is already among the NULL-hash rows.
+    its key is already among the NULL-hash rows, which a partial index keeps cheap to ask.
     """
     known: dict[int, str] = {}
     hashes = list({p[2] for p in params})
