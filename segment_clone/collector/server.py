@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..version import VERSION
 from . import inspection, segment_api
 from .auth import WriteKeyAuth
 from .faults import Faults
@@ -36,6 +37,7 @@ IDLE_TIMEOUT = 60.0
 
 class CollectorHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server_version = f"segment-clone-collector/{VERSION}"
     disable_nagle_algorithm = True
     timeout = IDLE_TIMEOUT
     server: CollectorServer
