@@ -191,7 +191,7 @@ def main() -> int:
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--samples", type=int, default=8_000)
+    parser.add_argument("--samples", type=int, default=5_000)
     parser.add_argument("--warmup", type=int, default=1_000)
     args = parser.parse_args()
 

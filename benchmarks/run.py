@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
         "--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0")
     )
     parser.add_argument("--events", type=int, help="events per throughput run (100,000)")
-    parser.add_argument("--samples", type=int, help="timed track() calls per latency run (8,000)")
+    parser.add_argument("--samples", type=int, help="timed track() calls per latency run (5,000)")
     parser.add_argument("--warmup", type=int, help="untimed calls before them (1,000)")
     parser.add_argument("--peer-python", default=".bench/peer-venv/bin/python")
     parser.add_argument("--clone-python", default=sys.executable)
@@ -59,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     quick = args.quick
     args.rounds = 1 if quick else args.rounds
     args.events = args.events or (20_000 if quick else 100_000)
-    args.samples = args.samples or (2_000 if quick else 8_000)
+    args.samples = args.samples or (2_000 if quick else 5_000)
     args.warmup = args.warmup or (500 if quick else 1_000)
     if args.samples + args.warmup > 10_000:
         parser.error("--samples + --warmup must stay under the default queue size (10,000)")
