@@ -54,13 +54,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed calls before them (1,000)")
     parser.add_argument("--peer-python", default=".bench/peer-venv/bin/python")
     parser.add_argument("--clone-python", default=sys.executable)
-    parser.add_argument("--json", default=".bench/results.json", help="where to write results")
+    parser.add_argument(
+        "--json", help="where to write results (.bench/results.json; quick: results-quick.json)"
+    )
     args = parser.parse_args()
     quick = args.quick
     args.rounds = 1 if quick else args.rounds
     args.events = args.events or (20_000 if quick else 100_000)
     args.samples = args.samples or (2_000 if quick else 5_000)
     args.warmup = args.warmup or (500 if quick else 1_000)
+    args.json = args.json or f".bench/results{'-quick' if quick else ''}.json"
     if args.samples + args.warmup > 10_000:
         parser.error("--samples + --warmup must stay under the default queue size (10,000)")
     return args
