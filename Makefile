@@ -2,8 +2,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PEER_SDK := segment-analytics-python==2.4.0
+PEER_VENV := .bench/peer-venv
+PEER_STAMP := $(PEER_VENV)/.installed-2.4.0
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit demo bench bench-quick profile clean
 
 # Reinstall only when the project metadata changes.
 $(STAMP): pyproject.toml
@@ -27,5 +30,22 @@ test: lint unit
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# The reference SDK lives in its own virtualenv so that the two never share an interpreter.
+$(PEER_STAMP):
+	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet '$(PEER_SDK)'
+	touch $(PEER_STAMP)
+
+# BENCH_ROUNDS=N (default 5) and BENCH_QUICK=1 are read from the environment.
+bench: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python
+
+bench-quick: $(STAMP) $(PEER_STAMP)
+	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python --quick
+
+profile: $(STAMP)
+	$(BIN)/python benchmarks/profile_track.py
+	$(BIN)/python benchmarks/profile_track.py --gzip
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .bench .mypy_cache .pytest_cache .ruff_cache *.egg-info
