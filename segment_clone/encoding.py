@@ -38,9 +38,14 @@ def dumps(obj: Any) -> bytes:
 
 
 def encode_message(msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    """Return ``(json_bytes, msg)``; ``msg`` is replaced by its cleaned copy only when needed."""
+    """Return ``(json_bytes, msg)``; ``msg`` is replaced by its cleaned copy only when needed.
+
+    The bytes are copied once to their exact size: orjson hands back a buffer that keeps its
+    4 KiB allocation, which for a queue of 10,000 small messages is ~35 MiB of slack.
+    """
     try:
-        return orjson.dumps(msg, default=_default), msg
+        data = orjson.dumps(msg, default=_default)
     except TypeError:  # orjson.JSONEncodeError subclasses TypeError
-        cleaned = clean(msg)
-        return orjson.dumps(cleaned, default=_default, option=orjson.OPT_NON_STR_KEYS), cleaned
+        msg = clean(msg)
+        data = orjson.dumps(msg, default=_default, option=orjson.OPT_NON_STR_KEYS)
+    return bytes(memoryview(data)), msg

@@ -14,8 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import requests
-
 from . import request
 from .errors import APIError, FatalError, ShutdownInterrupted
 from .request import TokenSource, parse_retry_after
@@ -67,7 +65,7 @@ class Uploader:
         self.max_total_backoff_duration = max_total_backoff_duration
         self.max_rate_limit_duration = max_rate_limit_duration
         self.stats = stats if stats is not None else Stats()
-        self.session = requests.Session()
+        self.session = request.new_session(request.batch_url(host))
         self._stopping = threading.Event()
 
     def request(self, batch: list[bytes]) -> None:

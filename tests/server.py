@@ -138,6 +138,9 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            if len(raw) < length:  # the client died mid-request: nothing arrived to answer
+                self.close_connection = True
+                return
             body = raw
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(raw)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from segment_clone.errors import APIError
-from segment_clone.request import USER_AGENT, parse_retry_after, post
+from segment_clone.request import USER_AGENT, new_session, parse_retry_after, post
 
 from .server import Reply, ScriptedServer
 
@@ -107,8 +107,10 @@ def test_timeout_is_applied(server: ScriptedServer) -> None:
         post("wk", server.url, timeout=0.1, batch=[MSG])
 
 
-def test_tls_verification_is_on_by_default() -> None:
-    assert requests.Session().verify is True
+def test_tls_verification_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    assert new_session("https://api.segment.io/v1/batch").verify is True
 
 
 def test_write_key_never_logged(server: ScriptedServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -145,3 +147,24 @@ def test_parse_retry_after_dates(server: ScriptedServer) -> None:
     assert parse_retry_after(response_with(server, {"Retry-After": far})) == 300
     assert parse_retry_after(response_with(server, {})) is None
     assert parse_retry_after(None) is None
+
+
+def test_proxy_environment_variables_are_honoured(
+    server: ScriptedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = new_session("http://api.segment.invalid/v1/batch")
+    post("wk", "http://api.segment.invalid", session=session, batch=[MSG])
+    assert server.wait_for(1)[0].path == "http://api.segment.invalid/v1/batch"
+
+
+def test_ca_bundle_environment_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    assert new_session("https://api.segment.io/v1/batch").verify == (
+        "/etc/ssl/certs/ca-certificates.crt"
+    )
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert new_session("https://api.segment.io/v1/batch").verify is True
