@@ -1,10 +1,11 @@
-"""Start the collector as a real subprocess, the way users and ``make demo`` run it."""
+"""Real subprocesses for tests: snippets that run the SDK, and the collector as users run it."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,3 +47,23 @@ def collector_process(
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
+
+
+def run_script(body: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` (dedented) with ``args`` as ``sys.argv[1:]``; capture text output."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_script(body: str, *args: str) -> subprocess.Popen[str]:
+    """Start ``body`` in the background with stdout piped, for tests that kill it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(body), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -12,7 +12,7 @@ import random
 import threading
 from collections import Counter
 
-from .procs import run_script, start_script
+from .processes import run_script, start_script
 from .server import Reply, ScriptedServer
 
 PRODUCER = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .procs import run_script
+from .processes import run_script
 from .server import ScriptedServer
 
 
@@ -79,15 +79,18 @@ def test_multiprocessing_children_flush_at_exit(server: ScriptedServer) -> None:
 def test_fork_without_python_hooks_is_caught_by_the_pid_check(server: ScriptedServer) -> None:
     # libc fork() skips os.register_at_fork hooks, as uWSGI does without
     # --py-call-uwsgi-fork-hooks; the PID check on enqueue must still give the child its own
-    # queue and threads.
+    # queue and threads. Forking without CPython's own after-fork repairs is only sound when
+    # no other thread runs, as in a uWSGI master: so the parent's consumer is stopped first,
+    # and PyDLL keeps the GIL held across the call.
     result = run_script(
         """
         import ctypes, os, sys
         from segment_clone import Client
         client = Client("wk", host=sys.argv[1], upload_interval=0.05)
         client.track("parent", "before")
-        client.track("parent", "queued-at-fork")
-        pid = ctypes.CDLL(None).fork()
+        assert client.shutdown(timeout=10) == 0  # delivered, and no consumer thread left
+        client.track("parent", "queued-at-fork")  # held in the parent's queue
+        pid = ctypes.PyDLL(None).fork()
         if pid == 0:
             ok, _ = client.track("raw-child", "in-child")
             pending = client.flush(timeout=10)

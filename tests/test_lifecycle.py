@@ -11,7 +11,7 @@ import pytest
 from segment_clone import Client
 from segment_clone.errors import APIError
 
-from .procs import run_script
+from .processes import run_script
 from .server import Reply, ScriptedServer
 
 MakeClient = Callable[..., Client]

@@ -13,7 +13,7 @@ from segment_clone import Client
 from segment_clone.errors import MessageDropped
 from segment_clone.spool import Spool, SpoolFull
 
-from .procs import run_script, start_script
+from .processes import run_script, start_script
 from .server import Reply, ScriptedServer
 
 
