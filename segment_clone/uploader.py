@@ -19,6 +19,7 @@ from .errors import APIError, FatalError, ShutdownInterrupted
 from .request import TokenSource, parse_retry_after
 from .retry import backoff_delays, is_retryable
 from .stats import Stats
+from .transport import Transport
 
 DEFAULT_MAX_TOTAL_BACKOFF_DURATION = 43200
 DEFAULT_MAX_RATE_LIMIT_DURATION = 1800
@@ -65,7 +66,7 @@ class Uploader:
         self.max_total_backoff_duration = max_total_backoff_duration
         self.max_rate_limit_duration = max_rate_limit_duration
         self.stats = stats if stats is not None else Stats()
-        self.session = request.new_session(request.batch_url(host))
+        self.transport = Transport()
         self._stopping = threading.Event()
 
     def request(self, batch: list[bytes]) -> None:
@@ -124,7 +125,7 @@ class Uploader:
             proxies=self.proxies,
             oauth_manager=self.oauth_manager,
             retry_count=retry_count,
-            session=self.session,
+            transport=self.transport,
             batch=batch,
         )
 

@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -48,7 +49,8 @@ class Recorded:
 
 
 class ScriptedServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self._tls = tls
         self._lock = threading.Condition()
         self._script: list[Reply] = []
         self.default = Reply()
@@ -57,11 +59,13 @@ class ScriptedServer:
         self._connections: set[socket.socket] = set()
         self.port = 0
         self._listen()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
 
     def _listen(self) -> None:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _make_handler(self))
         self._httpd.daemon_threads = True
+        if self._tls is not None:
+            self._httpd.socket = self._tls.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True

@@ -6,14 +6,17 @@ import logging
 from base64 import b64encode
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 import requests
 
 from segment_clone.errors import APIError
-from segment_clone.request import USER_AGENT, new_session, parse_retry_after, post
+from segment_clone.request import USER_AGENT, parse_retry_after, post
+from segment_clone.transport import Transport
 
 from .server import Reply, ScriptedServer
+from .tls import self_signed, server_context
 
 MSG = {"type": "track", "event": "e", "userId": "u"}
 
@@ -110,7 +113,9 @@ def test_timeout_is_applied(server: ScriptedServer) -> None:
 def test_tls_verification_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    assert new_session("https://api.segment.io/v1/batch").verify is True
+    pool = Transport()._manager(None).connection_from_url("https://api.segment.io")
+    assert pool.cert_reqs == "CERT_REQUIRED"
+    assert pool.ca_certs == requests.utils.DEFAULT_CA_BUNDLE_PATH
 
 
 def test_write_key_never_logged(server: ScriptedServer, caplog: pytest.LogCaptureFixture) -> None:
@@ -155,16 +160,34 @@ def test_proxy_environment_variables_are_honoured(
     monkeypatch.setenv("HTTP_PROXY", server.url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    session = new_session("http://api.segment.invalid/v1/batch")
-    post("wk", "http://api.segment.invalid", session=session, batch=[MSG])
+    post("wk", "http://api.segment.invalid", transport=Transport(), batch=[MSG])
     assert server.wait_for(1)[0].path == "http://api.segment.invalid/v1/batch"
 
 
 def test_ca_bundle_environment_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    assert new_session("https://api.segment.io/v1/batch").verify == (
-        "/etc/ssl/certs/ca-certificates.crt"
-    )
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    assert new_session("https://api.segment.io/v1/batch").verify is True
+    pool = Transport()._manager(None).connection_from_url("https://api.segment.io")
+    assert pool.ca_certs == "/etc/ssl/certs/ca-certificates.crt"
+    assert pool.cert_reqs == "CERT_REQUIRED"
+
+
+def test_tls_certificates_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = self_signed(tmp_path)
+    server = ScriptedServer(tls=server_context(cert, key))
+    try:
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(requests.exceptions.SSLError):
+            post("wk", server.url, transport=Transport(), batch=[MSG])
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # now the certificate is trusted
+        post("wk", server.url, transport=Transport(), batch=[MSG])
+        assert server.messages() == [MSG]
+    finally:
+        server.close()
+
+
+def test_proxy_credentials_are_sent(server: ScriptedServer) -> None:
+    proxy = server.url.replace("http://", "http://user:s3cret@")
+    post("wk", "http://api.segment.invalid", proxies={"http": proxy}, batch=[MSG])
+    (req,) = server.wait_for(1)
+    assert req.header("Proxy-Authorization") == "Basic " + b64encode(b"user:s3cret").decode()

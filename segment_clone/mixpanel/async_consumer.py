@@ -18,12 +18,12 @@ from functools import partial
 from typing import Any, Callable
 
 import orjson
+import requests
 
 from .. import lifecycle
 from ..consumer import Consumer as QueueConsumer
 from ..errors import MessageDropped
 from ..message_queue import MessageQueue
-from ..request import new_session
 from ..stats import DropReporter, OnError, Stats, StatsSnapshot
 from ..uploader import DEFAULT_MAX_RATE_LIMIT_DURATION, DEFAULT_MAX_TOTAL_BACKOFF_DURATION
 from .buffered import MAX_BATCH, MAX_IMPORT_BATCH, batch_size
@@ -94,7 +94,7 @@ class _LaneConsumer(QueueConsumer):
         self.auth = auth
         self.credentials = credentials
         self.verify_cert = verify_cert
-        self.session = new_session(url)
+        self.session = requests.Session()
 
     def _send(self, batch: list[bytes], retry_count: int) -> None:
         data = b"[" + b",".join(batch) + b"]"
