@@ -9,9 +9,10 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import Enum
 
+import orjson
 import pytest
 
-from segment_clone.encoding import encode_message
+from segment_clone.encoding import dumps, encode_message
 from segment_clone.request import DatetimeSerializer
 from segment_clone.utils import clean
 
@@ -27,17 +28,39 @@ CORPUS = [
     {"aware": datetime(2020, 1, 1, 12, tzinfo=timezone.utc)},
     {"dec": Decimal("1.25"), "set": {7}, "tuple": (1, 2), "enum": Plan.PRO},
     {"bytes": b"abc", "unicode": "caf\u00e9 \u2603 \U0001f600"},
-    {"big": 2**62, "neg": -17, "tiny": 1e-7},
+    {"big": 2**62, "neg": -17, "huge": 1e22, "pi": 3.141592653589793},
 ]
 
 
+def reference_bytes(value: object) -> bytes:
+    """What the slower, compatible path produces: ``clean()`` then the standard library."""
+    return json.dumps(
+        clean(value), cls=DatetimeSerializer, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
 @pytest.mark.parametrize("properties", CORPUS)
-def test_fast_path_matches_the_compatible_path(properties: dict[str, object]) -> None:
+def test_fast_path_is_byte_for_byte_the_compatible_path(properties: dict[str, object]) -> None:
     msg = {"type": "track", "properties": properties}
     data, returned = encode_message(msg)
-    reference = json.dumps(clean(msg), cls=DatetimeSerializer)
-    assert json.loads(data) == json.loads(reference)
+    assert data == reference_bytes(msg)
     assert returned is msg  # no copy was needed
+
+
+def test_batch_body_is_byte_for_byte_the_compatible_path() -> None:
+    messages = [{"type": "track", "properties": p} for p in CORPUS]
+    encoded = [encode_message(m)[0] for m in messages]
+    body = {"batch": encoded, "sentAt": "2026-01-01T00:00:00+00:00"}
+    spliced = dumps({"batch": [orjson.Fragment(m) for m in encoded], "sentAt": body["sentAt"]})
+    assert spliced == reference_bytes({"batch": messages, "sentAt": body["sentAt"]})
+
+
+def test_small_exponents_differ_only_in_spelling() -> None:
+    # The one textual difference from the standard library: 1e-7 is written "1e-7", not
+    # "1e-07". Both are the same JSON number.
+    data, _ = encode_message({"tiny": 1e-7})
+    assert data == b'{"tiny":1e-7}'
+    assert json.loads(data) == json.loads(reference_bytes({"tiny": 1e-7}))
 
 
 def test_output_is_compact_utf8() -> None:
