@@ -11,9 +11,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import accumulate
 
 
 class MessageQueue:
@@ -104,13 +106,11 @@ class MessageQueue:
 
     def _take(self, max_items: int, max_bytes: int) -> list[bytes]:
         items = self._items
-        batch: list[bytes] = []
-        size = 0
-        while items and len(batch) < max_items:
-            size += len(items[0])
-            if batch and size > max_bytes:
-                break
-            batch.append(items.popleft())
+        batch = [items.popleft() for _ in range(min(max_items, len(items)))]
+        if sum(map(len, batch)) > max_bytes:  # rare: big messages; keep the head that fits
+            keep = max(bisect_right(list(accumulate(map(len, batch))), max_bytes), 1)
+            items.extendleft(reversed(batch[keep:]))
+            del batch[keep:]
         self._space.notify(len(batch))
         return batch
 
