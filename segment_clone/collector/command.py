@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .faults import Faults, FaultSettings
+from .oauth import DEFAULT_TOKEN_TTL, OAuthSettings
 from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
 
 
@@ -61,17 +62,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="answer every ingestion request this much later",
     )
+    add_oauth_arguments(parser)
+
+
+def add_oauth_arguments(parser: argparse.ArgumentParser) -> None:
+    oauth = parser.add_argument_group(
+        "OAuth (POST /token issues bearer tokens for /v1/* to a client that signs RS256 JWTs)"
+    )
+    oauth.add_argument("--oauth-client-id", metavar="ID", help="the client's id (iss and sub)")
+    oauth.add_argument("--oauth-key-id", metavar="KID", help="the id of the client's key (kid)")
+    oauth.add_argument(
+        "--oauth-public-key", metavar="PEM_FILE", help="the client's RSA public key, PEM"
+    )
+    oauth.add_argument(
+        "--oauth-token-ttl",
+        type=int,
+        default=DEFAULT_TOKEN_TTL,
+        metavar="SECONDS",
+        help="lifetime of an access token (default: %(default)s)",
+    )
+
+
+def oauth_settings(args: argparse.Namespace) -> OAuthSettings | None:
+    """The OAuth settings the options ask for, None without them; ValueError if incomplete."""
+    given = (args.oauth_client_id, args.oauth_key_id, args.oauth_public_key)
+    if not any(given):
+        return None
+    if not all(given):
+        raise ValueError("--oauth-client-id, --oauth-key-id and --oauth-public-key go together")
+    return OAuthSettings.from_file(*given, token_ttl=args.oauth_token_ttl)
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly; returns the exit status."""
     try:
         settings = FaultSettings(args.fail_rate, args.fail_status, args.retry_after, args.delay_ms)
+        oauth = oauth_settings(args)
     except ValueError as e:
         print(f"segment-clone collector: {e}", file=sys.stderr)
         return 2
     try:
-        collector = Collector(args.db, args.host, args.port, args.write_key, Faults(settings))
+        collector = Collector(
+            args.db, args.host, args.port, args.write_key, Faults(settings), oauth=oauth
+        )
     except OSError as e:
         print(
             f"segment-clone collector: cannot listen on {args.host}:{args.port}: {e}",

@@ -25,6 +25,7 @@ from . import inspection, segment_api
 from .auth import WriteKeyAuth
 from .faults import Faults
 from .limits import read_body
+from .oauth import OAuthSettings, TokenEndpoint
 from .routing import HTTPError, Request, Response, Route, Router
 from .store import EventStore, Query, StrPath
 
@@ -169,17 +170,21 @@ class Collector:
         write_keys: Iterable[str] = (),
         faults: Faults | None = None,
         extra_routes: Iterable[Route] = (),
+        oauth: OAuthSettings | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self._changed = threading.Condition()
         self._waiters = 0
         self.store = EventStore(self.db_path, on_write=self._notify)
         self.faults = faults or Faults()
-        self.auth = WriteKeyAuth(write_keys)
+        self.oauth = None if oauth is None else TokenEndpoint(oauth, lambda: (host, self.port))
+        """With OAuth on: ``POST /token``, its bearer tokens, ``issued``/``refused`` counts."""
+        self.auth = WriteKeyAuth(write_keys, None if self.oauth is None else self.oauth.check_token)
         self.router = Router(
             [
                 *segment_api.routes(self.store, self.auth),
                 *inspection.routes(self.store, self.faults),
+                *(() if self.oauth is None else self.oauth.routes()),
                 *extra_routes,
             ]
         )
