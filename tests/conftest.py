@@ -16,6 +16,7 @@ from segment_clone import Client
 from segment_clone.collector import Collector
 from segment_clone.uploader import Uploader
 
+from .keys import make_key_pair
 from .server import ScriptedServer
 
 
@@ -72,3 +73,9 @@ def make_collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
     yield make
     for collector in made:
         collector.close()
+
+
+@pytest.fixture(scope="session")
+def key_pair() -> tuple[str, str]:
+    """An RSA key pair for OAuth, as PEM: (private, public). Made once: it takes ~100 ms."""
+    return make_key_pair()

@@ -11,8 +11,6 @@ from urllib.parse import parse_qs
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from segment_clone import Client
 from segment_clone.errors import FatalError
@@ -21,22 +19,6 @@ from segment_clone.oauth_manager import OauthManager
 from .server import Reply, ScriptedServer, wait_until
 
 MakeClient = Callable[..., Client]
-
-
-@pytest.fixture(scope="session")
-def key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 @pytest.fixture
