@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .faults import Faults, FaultSettings
 from .limits import MAX_BODY_BYTES, MAX_MESSAGE_BYTES
+from .oauth import OAuthSettings
 from .routing import HTTPError, Request, Response, Route
 from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
 from .store import EventStore, Query
@@ -26,6 +27,7 @@ __all__ = [
     "FaultSettings",
     "Faults",
     "HTTPError",
+    "OAuthSettings",
     "Query",
     "Request",
     "Response",

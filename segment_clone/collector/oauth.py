@@ -118,8 +118,8 @@ def verify_assertion(
 ) -> dict[str, Any]:
     """The claims of a client assertion that proves ``settings.client_id`` at time ``now``.
 
-    Raises ``OAuthError``. Everything but the time window is checked after the signature, so
-    a caller without the key learns nothing about what else would have been accepted.
+    Raises ``OAuthError``. The claims are read only once the signature verifies, so a caller
+    without the key learns nothing about which claims would have been accepted.
     """
     import jwt
 
@@ -146,8 +146,8 @@ def verify_assertion(
         )
     except jwt.InvalidSignatureError:
         raise _invalid_client("client_assertion signature does not verify") from None
-    except jwt.PyJWTError as e:
-        raise _invalid_client(f"client_assertion is malformed: {e}") from None
+    except jwt.PyJWTError as e:  # the type only: a message may quote the assertion
+        raise _invalid_client(f"client_assertion is malformed ({type(e).__name__})") from None
     missing = [name for name in REQUIRED_CLAIMS if name not in claims]
     if missing:
         raise _invalid_client(f"client_assertion lacks claims: {', '.join(missing)}")
