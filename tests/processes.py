@@ -59,6 +59,13 @@ def run_script(body: str, *args: str, timeout: float = 60) -> subprocess.Complet
     )
 
 
+def run_file(path: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run a Python file (an example, a benchmark) as users do; capture text output."""
+    return subprocess.run(
+        [sys.executable, str(path), *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
 def start_script(body: str, *args: str) -> subprocess.Popen[str]:
     """Start ``body`` in the background with stdout piped, for tests that kill it."""
     return subprocess.Popen(

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import segment_clone
+
+from ..processes import run_file
 
 ROOT = Path(segment_clone.__file__).resolve().parent.parent
 
 
 def test_the_demo_loses_nothing() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = run_file(ROOT / "examples" / "demo.py")
     assert result.returncode == 0, result.stdout + result.stderr
     summary = dict(line.split(None, 1) for line in result.stdout.splitlines()[-9:] if line.strip())
     assert summary["sent"].startswith("2006 ")
@@ -29,13 +24,8 @@ def test_the_demo_loses_nothing() -> None:
 
 
 def test_the_benchmark_runs_and_checks_what_was_stored() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "collector_bench.py"), "--seconds", "0.3",
-         "--max-events-per-second", "3000"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )  # fmt: skip
+    bench = ROOT / "benchmarks" / "collector_bench.py"
+    result = run_file(bench, "--seconds", "0.3", "--max-events-per-second", "3000")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "events/s" in result.stdout
     assert "stored" in result.stdout

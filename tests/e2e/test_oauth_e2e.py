@@ -4,8 +4,6 @@ shared, refreshed, refused and replaced, and every event stored or reported."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from segment_clone.errors import FatalError
 
 from ..api import get
 from ..keys import make_key_pair
-from ..processes import collector_process
+from ..processes import collector_process, run_file
 from ..server import wait_until
 from .test_demo import ROOT
 
@@ -234,12 +232,7 @@ def test_three_consumers_share_one_token_fetch(
 
 
 def test_the_oauth_example_runs_end_to_end() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "oauth.py")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_file(ROOT / "examples" / "oauth.py", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "--oauth-public-key" in result.stdout
     assert "stored 4 events" in result.stdout
