@@ -227,7 +227,8 @@ class OauthManager:
         if status in FATAL_STATUSES:
             if error == "invalid_request" and description in SKEW_ERRORS:
                 raise _RetryLater(f"token endpoint: {description}; clock skew corrected")
-            raise FatalError(f"token endpoint refused the client ({status}): {error}")
+            detail = f"{error}: {description}" if description else error
+            raise FatalError(f"token endpoint refused the client ({status}): {detail}")
         raise _RetryLater(f"token endpoint answered {status}: {error}")
 
     def _assertion(self) -> str:
