@@ -451,20 +451,21 @@ class Client:
         return True, msg
 
     def _replay(self, orphans: list[bytes]) -> None:
-        """Queue what an earlier process left in the spool, as room allows, on a thread."""
+        """Queue what an earlier process left in the spool: at once as far as the queue has
+        room (so that a ``flush()`` right away sees them), the rest from a thread."""
         if not orphans:
             return
-        self.log.info(
-            "replaying %d message(s) left in the spool by an earlier process", len(orphans)
-        )
+        self.log.info("replaying %d message(s) left in the spool by an earlier run", len(orphans))
         self._start()
-        queue = self.queue
-
-        def feed() -> None:
-            for data in orphans:
-                queue.put(data)
-
-        threading.Thread(target=feed, name="segment-clone-replay", daemon=True).start()
+        fits = min(len(orphans), self.queue.maxsize - self.queue.qsize())
+        for data in orphans[:fits]:
+            self.queue.put_nowait(data)
+        if fits < len(orphans):
+            feeder = threading.Thread(
+                target=_feed, args=(self.queue, orphans[fits:]), name="segment-clone-replay"
+            )
+            feeder.daemon = True  # never holds up interpreter exit; the rows stay spooled
+            feeder.start()
 
     def _send_now(self, uploader: Uploader, data: bytes, msg: Message) -> Result:
         """``sync_mode``: deliver on the caller's thread with the same retry policy."""
@@ -612,6 +613,12 @@ class Client:
                 leftovers,
             )
         self.queue.task_done(len(queued))
+
+
+def _feed(queue: MessageQueue, messages: list[bytes]) -> None:
+    """Put ``messages`` on ``queue`` as room frees up (the spool replay beyond queue size)."""
+    for data in messages:
+        queue.put(data)
 
 
 _ID_OR_UUID = (*ID_TYPES, uuid.UUID)

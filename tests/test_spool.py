@@ -111,7 +111,11 @@ for i in range(int(sys.argv[4])):
 REPLAYER = """
 import sys
 from segment_clone import Client
-client = Client("wk", host=sys.argv[1], spool_path=sys.argv[2], upload_interval=0.05)
+queue_size = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
+client = Client(
+    "wk", host=sys.argv[1], spool_path=sys.argv[2], upload_interval=0.05,
+    max_queue_size=queue_size,
+)
 assert client.flush(timeout=30) == 0, client.stats()
 print(client.stats()["delivered"], flush=True)
 """
@@ -130,7 +134,7 @@ def test_exit_with_server_down_keeps_messages_for_the_next_run(
     assert server.acknowledged() == []
 
     server.default = Reply(200)
-    second = run_script(REPLAYER, server.url, spool)
+    second = run_script(REPLAYER, server.url, spool, "8")  # more left over than the queue holds
     assert second.returncode == 0, second.stderr
     assert int(second.stdout) == 30
     delivered = Counter(m["messageId"] for m in server.acknowledged())
