@@ -432,3 +432,14 @@ def test_unknown_paths_and_methods_keep_the_collectors_own_errors(collector: Col
     assert call(collector.url, "GET", "/track").json()["code"] == "method_not_allowed"
     reply = call(collector.url, "POST", "/trak", b"data=%7B%7D", {"Content-Type": FORM})
     assert (reply.status, reply.json()["code"]) == (404, "not_found")
+
+
+def test_the_page_shows_who_mixpanel_rows_are_about(collector: Collector) -> None:
+    mp = Mixpanel("tok", Consumer(api_host=collector.url, request_timeout=10))
+    mp.track("event-user", "Clicked")
+    mp.people_set("profile-user", {"a": 1})
+    mp.group_set("company", "acme-group", {"b": 2})
+    page = call(collector.url, "GET", "/").body.decode()
+    assert "<td>event-user</td><td>Clicked</td>" in page
+    assert "<td>profile-user</td>" in page
+    assert "<td>acme-group</td>" in page
