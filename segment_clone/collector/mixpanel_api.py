@@ -36,9 +36,9 @@ OPERATIONS = ("$set", "$set_once", "$add", "$append", "$union", "$remove", "$uns
 OK = b'{"status":1,"error":null}'
 
 
-def routes(store: EventStore, secret: str | None = None) -> list[Route]:
-    """The four endpoints; ``/import`` asks for ``secret`` in HTTP Basic when one is given."""
-    api = MixpanelAPI(store, ProjectSecret(secret))
+def routes(store: EventStore, secret: ProjectSecret | None = None) -> list[Route]:
+    """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone)."""
+    api = MixpanelAPI(store, secret or ProjectSecret(None))
     rows: dict[str, Callable[[Any, str], Row]] = {
         "track": partial(event_row, "track", needs_token=True),
         "import": partial(event_row, "import", needs_token=False),

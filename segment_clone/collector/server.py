@@ -178,6 +178,7 @@ class Collector:
         oauth: OAuthSettings | None = None,
         mixpanel_secret: str | None = None,
     ) -> None:
+        mixpanel_guard = mixpanel_api.ProjectSecret(mixpanel_secret)  # checked before opening
         self.db_path = Path(db_path)
         self._changed = threading.Condition()
         self._waiters = 0
@@ -189,7 +190,7 @@ class Collector:
         self.router = Router(
             [
                 *segment_api.routes(self.store, self.auth),
-                *mixpanel_api.routes(self.store, mixpanel_secret),
+                *mixpanel_api.routes(self.store, mixpanel_guard),
                 *inspection.routes(self.store, self.faults),
                 *(() if self.oauth is None else self.oauth.routes()),
                 *extra_routes,

@@ -8,6 +8,7 @@ import gzip
 import itertools
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
 
@@ -407,9 +408,10 @@ def test_with_a_secret_import_needs_it_and_the_other_endpoints_do_not(
     assert len(collector.events()) == 4
 
 
-def test_an_empty_secret_is_refused(tmp_path: Any) -> None:
+def test_an_empty_secret_is_refused_before_anything_is_opened(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         Collector(tmp_path / "e.db", port=0, mixpanel_secret="")
+    assert not (tmp_path / "e.db").exists()
 
 
 # -- fault injection ---------------------------------------------------------------------------
