@@ -7,7 +7,6 @@ import base64
 import gzip
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -26,7 +25,7 @@ from segment_clone.mixpanel import (
     __version__,
 )
 
-from ..api import Reply, call, get
+from ..api import Reply, call, get, post
 
 OK = {"status": 1, "error": None}
 TYPES = {"events": "track", "people": "engage", "groups": "groups", "imports": "import"}
@@ -35,30 +34,12 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def form_post(
-    url: str,
-    path: str,
-    data: Any,
-    *,
-    compress: bool = False,
-    headers: dict[str, str] | None = None,
+    url: str, path: str, data: Any, *, gzip: bool = False, headers: dict[str, str] | None = None
 ) -> Reply:
     """POST ``data`` as upstream's Consumer does: form field ``data`` (JSON unless a str)."""
     text = data if isinstance(data, str) else json.dumps(data)
     body = urlencode({"data": text, "verbose": "1", "ip": "0"}).encode()
-    all_headers = {"Content-Type": FORM, **(headers or {})}
-    if compress:
-        body = gzip.compress(body)
-        all_headers["Content-Encoding"] = "gzip"
-    return call(url, "POST", path, body, all_headers)
-
-
-def json_post(url: str, path: str, data: Any, *, compress: bool = False) -> Reply:
-    body = json.dumps(data).encode()
-    headers = {"Content-Type": "application/json"}
-    if compress:
-        body = gzip.compress(body)
-        headers["Content-Encoding"] = "gzip"
-    return call(url, "POST", path, body, headers)
+    return post(url, path, body, gzip=gzip, headers={"Content-Type": FORM, **(headers or {})})
 
 
 def basic(user: str, password: str = "") -> dict[str, str]:
@@ -175,21 +156,6 @@ EXPECTED = {
 }  # fmt: skip
 
 
-@pytest.fixture
-def async_consumers() -> Iterator[Callable[..., AsyncBufferedConsumer]]:
-    made: list[AsyncBufferedConsumer] = []
-
-    def make(**kwargs: Any) -> AsyncBufferedConsumer:
-        kwargs.setdefault("flush_interval", 0.05)
-        consumer = AsyncBufferedConsumer(**kwargs)
-        made.append(consumer)
-        return consumer
-
-    yield make
-    for consumer in made:
-        consumer.shutdown(timeout=10)
-
-
 # -- through the facade ------------------------------------------------------------------------
 
 
@@ -239,13 +205,13 @@ def test_filters_of_the_inspection_api_work_on_mixpanel_rows(collector: Collecto
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
-@pytest.mark.parametrize("post", [form_post, json_post], ids=["form", "json"])
+@pytest.mark.parametrize("send", [form_post, post], ids=["form", "json"])
 def test_form_and_json_bodies_with_one_record_or_a_list(
-    collector: Collector, post: Callable[..., Reply], compress: bool
+    collector: Collector, send: Callable[..., Reply], compress: bool
 ) -> None:
     one, batch = event("One", "i1"), [event("Two", "i2"), event("Three", "i3")]
     for data in (one, batch):
-        reply = post(collector.url, "/track", data, compress=compress)
+        reply = send(collector.url, "/track", data, gzip=compress)
         assert (reply.status, reply.json()) == (200, OK)
         assert reply.headers["content-type"] == "application/json"
     assert stored(collector, "track") == [one, *batch]
@@ -303,12 +269,12 @@ def test_corrupt_gzip_is_a_400_in_mixpanel_words(collector: Collector) -> None:
 
 def test_limits_are_mixpanels(collector: Collector) -> None:
     too_many = [event(insert_id=str(i)) for i in range(MAX_RECORDS + 1)]
-    reply = json_post(collector.url, "/import", too_many, compress=True)
+    reply = post(collector.url, "/import", too_many, gzip=True)
     assert (reply.status, reply.json()["status"]) == (413, 0)
     assert reply.json()["error"] == f"{MAX_RECORDS + 1} records, over the limit of {MAX_RECORDS}"
 
     big = event(blob="x" * MAX_RECORD_BYTES)
-    reply = json_post(collector.url, "/track", [event(insert_id="ok"), big], compress=True)
+    reply = post(collector.url, "/track", [event(insert_id="ok"), big], gzip=True)
     assert (reply.status, reply.json()["status"]) == (413, 0)
     assert reply.json()["error"].startswith("record 1 is ")
 
@@ -320,7 +286,7 @@ def test_limits_are_mixpanels(collector: Collector) -> None:
     assert collector.events() == []
 
     at_limit = [event(insert_id=str(i)) for i in range(MAX_RECORDS)]  # 2000 records, ~300 KB
-    assert json_post(collector.url, "/import", at_limit, compress=True).json() == OK
+    assert post(collector.url, "/import", at_limit, gzip=True).json() == OK
     assert collector.stats()["sources"]["mixpanel"]["total"] == MAX_RECORDS
 
 

@@ -8,9 +8,8 @@ import random
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
 import urllib3.util.retry
@@ -33,21 +32,6 @@ from ..processes import SCRIPT, collector_process
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture
-def consumers() -> Iterator[Callable[..., AsyncBufferedConsumer]]:
-    made: list[AsyncBufferedConsumer] = []
-
-    def make(api_host: str, **kwargs: Any) -> AsyncBufferedConsumer:
-        kwargs.setdefault("flush_interval", 0.05)
-        consumer = AsyncBufferedConsumer(api_host=api_host, **kwargs)
-        made.append(consumer)
-        return consumer
-
-    yield make
-    for consumer in made:
-        consumer.shutdown(timeout=10)
-
-
 def send_a_mix(mp: Mixpanel, n: int) -> None:
     """``n`` of each: events, profile and group updates, and imports."""
     for i in range(n):
@@ -65,12 +49,12 @@ def assert_stored_once(collector: Collector, sent: Tee) -> None:
 
 def test_async_consumer_retries_injected_faults_and_stores_everything_once(
     make_collector: Callable[..., Collector],
-    consumers: Callable[..., AsyncBufferedConsumer],
+    async_consumers: Callable[..., AsyncBufferedConsumer],
     waits: list[float],
 ) -> None:
     faults = Faults(FaultSettings(0.4, 503, retry_after=2), rng=random.Random(7))
     collector = make_collector(faults=faults)
-    consumer = consumers(collector.url, max_size=10, import_max_size=25)
+    consumer = async_consumers(api_host=collector.url, max_size=10, import_max_size=25)
     sent = Tee(consumer)
     send_a_mix(Mixpanel("tok", sent), 60)
     assert consumer.flush(timeout=30) == 0
@@ -98,12 +82,12 @@ def test_buffered_consumer_retries_injected_faults_through_urllib3(
 
 
 def test_a_lost_answer_is_retried_and_deduplicated_by_insert_id(
-    collector: Collector, consumers: Callable[..., AsyncBufferedConsumer], waits: list[float]
+    collector: Collector, async_consumers: Callable[..., AsyncBufferedConsumer], waits: list[float]
 ) -> None:
     """The first answer comes after the consumer gave up waiting: the retry sends events that
     were already stored, and the collector counts them as duplicates."""
     collector.faults.update({"delay_ms": 1000})
-    consumer = consumers(collector.url, request_timeout=0.3, max_size=5)
+    consumer = async_consumers(api_host=collector.url, request_timeout=0.3, max_size=5)
     sent = Tee(consumer)
     mp = Mixpanel("tok", sent)
     for i in range(5):
@@ -117,9 +101,9 @@ def test_a_lost_answer_is_retried_and_deduplicated_by_insert_id(
 
 
 def test_ten_thousand_events_from_four_threads_none_lost(
-    collector: Collector, consumers: Callable[..., AsyncBufferedConsumer]
+    collector: Collector, async_consumers: Callable[..., AsyncBufferedConsumer]
 ) -> None:
-    consumer = consumers(collector.url)
+    consumer = async_consumers(api_host=collector.url)
     mp = Mixpanel("tok", consumer)
     per_thread = 2500
 
