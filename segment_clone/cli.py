@@ -43,9 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def add_events_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB, help="SQLite file (default: ./%(default)s)")
     parser.add_argument("--type", help="only this message type (track, identify, ...)")
-    parser.add_argument("--user-id", help="only messages with this userId")
+    parser.add_argument("--user-id", help="only messages with this userId (Mixpanel: distinct_id)")
     parser.add_argument("--event", help="only track events with this name")
-    parser.add_argument("--source", help="only messages received through this API (segment)")
+    parser.add_argument(
+        "--source", help="only messages received through this API (segment, mixpanel)"
+    )
     parser.add_argument(
         "--limit", type=_positive, help="only the most recent N (still printed oldest first)"
     )

@@ -14,6 +14,7 @@ import pytest
 
 from segment_clone import Client
 from segment_clone.collector import Collector
+from segment_clone.mixpanel import AsyncBufferedConsumer
 from segment_clone.uploader import Uploader
 
 from .keys import make_key_pair
@@ -79,3 +80,20 @@ def make_collector(tmp_path: Path) -> Iterator[Callable[..., Collector]]:
 def key_pair() -> tuple[str, str]:
     """An RSA key pair for OAuth, as PEM: (private, public). Made once: it takes ~100 ms."""
     return make_key_pair()
+
+
+@pytest.fixture
+def async_consumers() -> Iterator[Callable[..., AsyncBufferedConsumer]]:
+    """Mixpanel ``AsyncBufferedConsumer``s flushing partial batches after 50 ms; each is shut
+    down at teardown."""
+    made: list[AsyncBufferedConsumer] = []
+
+    def make(**kwargs: Any) -> AsyncBufferedConsumer:
+        kwargs.setdefault("flush_interval", 0.05)
+        consumer = AsyncBufferedConsumer(**kwargs)
+        made.append(consumer)
+        return consumer
+
+    yield make
+    for consumer in made:
+        consumer.shutdown(timeout=10)

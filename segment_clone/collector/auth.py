@@ -34,7 +34,7 @@ class WriteKeyAuth:
             return
         key: object = body_write_key
         if scheme == "basic":
-            key = _basic_user(credentials)
+            key = basic_credentials(credentials)[0]
         elif scheme:
             raise _unauthorized(f"unsupported Authorization scheme {scheme!r}")
         if not self.write_keys:
@@ -46,12 +46,14 @@ class WriteKeyAuth:
             raise _unauthorized("unknown write key")
 
 
-def _basic_user(credentials: str) -> str:
+def basic_credentials(credentials: str) -> tuple[str, str]:
+    """``(user, password)`` from the part of a Basic ``Authorization`` header after "Basic"."""
     try:
         decoded = b64decode(credentials.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         raise _unauthorized("malformed Basic credentials") from None
-    return decoded.partition(":")[0]
+    user, _, password = decoded.partition(":")
+    return user, password
 
 
 def _unauthorized(message: str) -> HTTPError:

@@ -63,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer every ingestion request this much later",
     )
     add_oauth_arguments(parser)
+    add_mixpanel_arguments(parser)
 
 
 def add_oauth_arguments(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +94,23 @@ def oauth_settings(args: argparse.Namespace) -> OAuthSettings | None:
     return OAuthSettings.from_file(*given, token_ttl=args.oauth_token_ttl)
 
 
+def add_mixpanel_arguments(parser: argparse.ArgumentParser) -> None:
+    mixpanel = parser.add_argument_group("Mixpanel (POST /track, /engage, /groups, /import)")
+    mixpanel.add_argument(
+        "--mixpanel-secret",
+        type=_non_empty,
+        metavar="SECRET",
+        help="/import accepts only HTTP Basic auth carrying this project secret"
+        " (as the user name, or as a service account's password); by default anyone",
+    )
+
+
+def _non_empty(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM, then stop cleanly; returns the exit status."""
     try:
@@ -103,7 +121,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         collector = Collector(
-            args.db, args.host, args.port, args.write_key, Faults(settings), oauth=oauth
+            args.db,
+            args.host,
+            args.port,
+            args.write_key,
+            Faults(settings),
+            oauth=oauth,
+            mixpanel_secret=args.mixpanel_secret,
         )
     except OSError as e:
         print(
@@ -135,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m segment_clone.collector",
-        description="A local Segment tracking API that stores events in SQLite.",
+        description="A local Segment (and Mixpanel) tracking API that stores events in SQLite.",
     )
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -74,7 +74,15 @@ def render_page(store: EventStore) -> str:
     rows = []
     for stored in reversed(store.find(Query(limit=PAGE_EVENTS))):
         msg: dict[str, Any] = orjson.loads(stored.body)
-        who = msg.get("userId") or msg.get("anonymousId") or msg.get("distinct_id") or ""
+        props = msg.get("properties")
+        who = (
+            msg.get("userId")
+            or msg.get("anonymousId")
+            or msg.get("$distinct_id")  # Mixpanel profile updates
+            or (props.get("distinct_id") if isinstance(props, dict) else None)  # Mixpanel events
+            or msg.get("$group_id")
+            or ""
+        )
         what = msg.get("event") or msg.get("name") or msg.get("groupId") or ""
         cells = (
             time.strftime("%H:%M:%S", time.localtime(stored.received_at)),

@@ -70,6 +70,7 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+ErrorBody = Callable[[HTTPError], Response]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ class Route:
     handler: Handler
     ingest: bool = False
     """Ingestion routes are subject to fault injection; inspection routes never are."""
+    max_body: int | None = None
+    """Bytes a request body may have, after gzip; None means ``limits.MAX_BODY_BYTES``."""
+    error: ErrorBody = Response.error
+    """How this route's API words an error (by default Segment's ``{"code", "message"}``)."""
 
 
 class Router:
@@ -92,8 +97,13 @@ class Router:
         for route in routes:
             self._routes.setdefault(route.path, {})[route.method] = route
 
+    def find(self, method: str, path: str) -> Route | None:
+        """The route for ``method`` and ``path``, or None."""
+        return self._routes.get(_key(path), {}).get(method)
+
     def match(self, method: str, path: str) -> Route:
-        by_method = self._routes.get(path.rstrip("/") or "/")
+        """The route for ``method`` and ``path``, or a 404 / 405 ``HTTPError``."""
+        by_method = self._routes.get(_key(path))
         if by_method is None:
             raise HTTPError(404, "not_found", f"no endpoint at {path}")
         route = by_method.get(method)
@@ -101,3 +111,7 @@ class Router:
             allowed = ", ".join(sorted(by_method))
             raise HTTPError(405, "method_not_allowed", f"{path} accepts {allowed}")
         return route
+
+
+def _key(path: str) -> str:
+    return path.rstrip("/") or "/"

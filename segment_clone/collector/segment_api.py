@@ -70,8 +70,8 @@ def to_row(message: Any, where: str) -> Row:
         raise _invalid(f"{where} has no 'type'")
     if type_ not in TYPES:
         raise _invalid(f"{where} has an unknown type {type_!r}")
-    user_id = _id(message.get("userId"))
-    if user_id is None and _id(message.get("anonymousId")) is None:
+    user_id = string_id(message.get("userId"))
+    if user_id is None and string_id(message.get("anonymousId")) is None:
         raise _invalid(f"{where} needs a 'userId' or an 'anonymousId'")
     body = orjson.dumps(message)
     if len(body) > MAX_MESSAGE_BYTES:
@@ -84,7 +84,7 @@ def to_row(message: Any, where: str) -> Row:
     return Row(type_, dedup_key, user_id, event if isinstance(event, str) else None, body.decode())
 
 
-def _id(value: Any) -> str | None:
+def string_id(value: Any) -> str | None:
     """A usable id as a string: a non-empty string or a number; otherwise None."""
     if isinstance(value, str):
         return value or None

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..version import VERSION
-from . import inspection, segment_api
+from . import inspection, mixpanel_api, segment_api
 from .auth import WriteKeyAuth
 from .faults import Faults
-from .limits import read_body
+from .limits import MAX_BODY_BYTES, read_body
 from .oauth import OAuthSettings, TokenEndpoint
 from .routing import HTTPError, Request, Response, Route, Router
 from .store import EventStore, Query, StrPath
@@ -53,18 +53,21 @@ class CollectorHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         path, _, query = self.path.partition("?")
+        router = self.server.router
+        route = router.find(self.command, path)
+        error = Response.error if route is None else route.error
+        limit = MAX_BODY_BYTES if route is None or route.max_body is None else route.max_body
         try:
-            body = read_body(self.rfile, self.headers)  # first, so the connection stays in step
-            route = self.server.router.match(self.command, path)
+            body = read_body(self.rfile, self.headers, limit)  # even for a 404: stay in step
             request = Request(self.command, path, Request.parse_query(query), self.headers, body)
-            response = self._handle(route, request)
+            response = self._handle(route or router.match(self.command, path), request)
         except HTTPError as e:
             if e.close:
                 self.close_connection = True
-            response = Response.error(e)
+            response = error(e)
         except Exception:
             log.exception("error handling %s %s", self.command, path)
-            response = Response.json({"code": "internal", "message": "internal error"}, 500)
+            response = error(HTTPError(500, "internal", "internal error"))
         self._send(response)
 
     def _handle(self, route: Route, request: Request) -> Response:
@@ -72,9 +75,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
             return route.handler(request)
         decision = self.server.faults.decide()
         if decision.status is not None:
-            response = Response.json(
-                {"code": "injected_fault", "message": f"fault injection: {decision.status}"},
-                decision.status,
+            response = route.error(
+                HTTPError(decision.status, "injected_fault", f"fault injection: {decision.status}")
             )
             if decision.retry_after is not None:
                 response.headers["Retry-After"] = f"{decision.retry_after:g}"
@@ -157,6 +159,9 @@ class CollectorServer(ThreadingHTTPServer):
 class Collector:
     """A local tracking-API server and its event store.
 
+    It speaks Segment's API (``write_keys``: the keys accepted, all if empty) and Mixpanel's
+    (``mixpanel_secret``: the project secret ``/import`` asks for, none if None).
+
     The socket is bound on construction (``port=0`` picks a free port, see ``url``); serve with
     ``serve_forever()`` or in a background thread with ``start()``; ``close()`` stops serving,
     closes open connections and the store.
@@ -171,7 +176,9 @@ class Collector:
         faults: Faults | None = None,
         extra_routes: Iterable[Route] = (),
         oauth: OAuthSettings | None = None,
+        mixpanel_secret: str | None = None,
     ) -> None:
+        mixpanel_guard = mixpanel_api.ProjectSecret(mixpanel_secret)  # checked before opening
         self.db_path = Path(db_path)
         self._changed = threading.Condition()
         self._waiters = 0
@@ -183,6 +190,7 @@ class Collector:
         self.router = Router(
             [
                 *segment_api.routes(self.store, self.auth),
+                *mixpanel_api.routes(self.store, mixpanel_guard),
                 *inspection.routes(self.store, self.faults),
                 *(() if self.oauth is None else self.oauth.routes()),
                 *extra_routes,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from functools import partial
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -77,20 +77,11 @@ def mp(log: Log) -> Mixpanel:
 
 
 @pytest.fixture
-def make_async(mp_server: ScriptedServer) -> Iterator[Callable[..., AsyncBufferedConsumer]]:
+def make_async(
+    mp_server: ScriptedServer, async_consumers: Callable[..., AsyncBufferedConsumer]
+) -> Callable[..., AsyncBufferedConsumer]:
     """Background consumers pointed at the scripted server; each is shut down at teardown."""
-    made: list[AsyncBufferedConsumer] = []
-
-    def make(**kwargs: Any) -> AsyncBufferedConsumer:
-        kwargs.setdefault("api_host", mp_server.url)
-        kwargs.setdefault("flush_interval", 0.05)
-        consumer = AsyncBufferedConsumer(**kwargs)
-        made.append(consumer)
-        return consumer
-
-    yield make
-    for consumer in made:
-        consumer.shutdown(timeout=5)
+    return partial(async_consumers, api_host=mp_server.url)
 
 
 class Sleeps(list[float]):

@@ -1,0 +1,227 @@
+"""Mixpanel's ingestion API: ``POST /track``, ``/engage``, ``/groups`` and ``/import``.
+
+The ``mixpanel`` library (and ``segment_clone.mixpanel``) posts a form whose ``data`` field holds
+one JSON record or a list of them, with ``verbose=1`` and ``ip=0``. A JSON body
+(``Content-Type: application/json``) is accepted too, and either may be gzip-compressed. The
+answer is always the ``verbose=1`` JSON, ``{"status": 1, "error": null}``, or
+``{"status": 0, "error": "..."}`` with a 4xx status; injected faults are worded the same way.
+As on the Segment routes, a request is validated whole before anything of it is stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from functools import partial
+from typing import Any, Callable
+from urllib.parse import parse_qs
+
+import orjson
+
+from .auth import basic_credentials
+from .routing import Headers, HTTPError, Request, Response, Route
+from .segment_api import string_id
+from .store import EventStore, Row
+
+SOURCE = "mixpanel"
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Per request, after gzip: Mixpanel's documented limit for ``/import`` and ``/track``."""
+MAX_RECORDS = 2000
+"""Events or profile updates per request, as Mixpanel documents for every endpoint."""
+MAX_RECORD_BYTES = 1024 * 1024
+"""Per event or update (Mixpanel: "under 1 MB")."""
+MAX_FORM_FIELDS = 20
+OPERATIONS = ("$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete")
+"""Profile and group update operations; the first one found is stored as the row's ``event``."""
+OK = b'{"status":1,"error":null}'
+
+
+def routes(store: EventStore, secret: ProjectSecret | None = None) -> list[Route]:
+    """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone)."""
+    api = MixpanelAPI(store, secret or ProjectSecret(None))
+    rows: dict[str, Callable[[Any, str], Row]] = {
+        "track": partial(event_row, "track", needs_token=True),
+        "import": partial(event_row, "import", needs_token=False),
+        "engage": profile_row,
+        "groups": group_row,
+    }
+    return [
+        Route(
+            "POST",
+            f"/{name}",
+            partial(api.ingest, name, to_row),
+            ingest=True,
+            max_body=MAX_BODY_BYTES,
+            error=error_response,
+        )
+        for name, to_row in rows.items()
+    ]
+
+
+def error_response(err: HTTPError) -> Response:
+    return Response.json({"status": 0, "error": err.message}, err.status)
+
+
+class ProjectSecret:
+    """Who may ``/import``: anyone without a secret; with one, HTTP Basic that carries it.
+
+    Mixpanel takes the project secret as the Basic user name with an empty password, and a
+    service account as ``username:secret``; both forms are accepted (the secret as the user
+    name, or as the password under any user name). The password of the first form is ignored.
+    """
+
+    def __init__(self, secret: str | None) -> None:
+        if secret == "":
+            raise ValueError("the Mixpanel project secret must not be empty")
+        self._secret = None if secret is None else secret.encode()
+
+    def check(self, headers: Headers) -> None:
+        if self._secret is None:
+            return
+        scheme, _, credentials = (headers.get("Authorization") or "").strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise _unauthorized("/import needs HTTP Basic auth with the project secret")
+        user, password = basic_credentials(credentials)
+        if not any(hmac.compare_digest(c.encode(), self._secret) for c in (user, password)):
+            raise _unauthorized("wrong project secret")
+
+
+class MixpanelAPI:
+    def __init__(self, store: EventStore, secret: ProjectSecret) -> None:
+        self.store = store
+        self.secret = secret
+
+    def ingest(self, name: str, to_row: Callable[[Any, str], Row], request: Request) -> Response:
+        if name == "import":
+            self.secret.check(request.headers)
+        records = parse_records(request)
+        if len(records) > MAX_RECORDS:
+            raise HTTPError(
+                413, "payload_too_large", f"{len(records)} records, over the limit of {MAX_RECORDS}"
+            )
+        rows = [to_row(record, f"record {i}") for i, record in enumerate(records)]
+        self.store.add(SOURCE, rows)
+        return Response(body=OK)
+
+
+def parse_records(request: Request) -> list[Any]:
+    """The records of a form (field ``data``) or JSON body: one object, or a list."""
+    content_type = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+    data = request.body if content_type == "application/json" else _form_data(request.body)
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise _invalid(f"data is not valid JSON: {e}") from None
+    if isinstance(parsed, dict):
+        return [parsed]
+    if isinstance(parsed, list):
+        return parsed
+    raise _invalid("data must be a JSON object or a list of objects")
+
+
+def _form_data(body: bytes) -> str:
+    try:
+        fields = parse_qs(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError as e:  # also UnicodeDecodeError
+        raise _invalid(f"the form cannot be read: {e}") from None
+    values = fields.get("data")
+    if not values:
+        raise _invalid(
+            "no 'data' field: send the records as form field 'data',"
+            " or as a JSON body with Content-Type: application/json"
+        )
+    return values[0]
+
+
+def event_row(type_: str, record: Any, where: str, *, needs_token: bool) -> Row:
+    """An event for ``/track`` (which needs ``properties.token``) or ``/import``."""
+    record = _object(record, where)
+    event = record.get("event")
+    if not isinstance(event, str) or not event:
+        raise _invalid(f"{where} needs an 'event' name")
+    props = record.get("properties")
+    if not isinstance(props, dict):
+        raise _invalid(f"{where} needs a 'properties' object")
+    if needs_token:
+        _require_token(props.get("token"), f"{where} needs properties.token")
+    distinct_id = string_id(props.get("distinct_id"))
+    return _row(type_, _event_key(event, distinct_id, props), distinct_id, event, record, where)
+
+
+def profile_row(record: Any, where: str) -> Row:
+    record = _object(record, where)
+    _require_token(record.get("$token"), f"{where} needs a '$token'")
+    distinct_id = string_id(record.get("$distinct_id"))
+    if distinct_id is None:
+        raise _invalid(f"{where} needs a '$distinct_id'")
+    return _row("engage", uuid.uuid4().hex, distinct_id, _operation(record, where), record, where)
+
+
+def group_row(record: Any, where: str) -> Row:
+    record = _object(record, where)
+    _require_token(record.get("$token"), f"{where} needs a '$token'")
+    group_key = record.get("$group_key")
+    if not isinstance(group_key, str) or not group_key:
+        raise _invalid(f"{where} needs a '$group_key'")
+    if string_id(record.get("$group_id")) is None:
+        raise _invalid(f"{where} needs a '$group_id'")
+    return _row("groups", uuid.uuid4().hex, None, _operation(record, where), record, where)
+
+
+def _event_key(event: str, distinct_id: str | None, props: dict[str, Any]) -> str:
+    """Mixpanel's deduplication key: event, distinct_id, time and ``$insert_id``.
+
+    ``time`` is compared in milliseconds, so seconds and milliseconds for the same instant
+    match. An event without ``$insert_id`` cannot be deduplicated and gets a key of its own.
+    """
+    insert_id = string_id(props.get("$insert_id"))
+    if insert_id is None:
+        return uuid.uuid4().hex
+    return orjson.dumps([event, distinct_id, _millis(props.get("time")), insert_id]).decode()
+
+
+def _millis(time: Any) -> Any:
+    """A time in seconds or milliseconds, as milliseconds; anything else unchanged."""
+    if isinstance(time, bool) or not isinstance(time, (int, float)):
+        return time
+    return round(time * 1000) if abs(time) < 1e11 else round(time)
+
+
+def _row(type_: str, key: str, user_id: str | None, event: str, record: Any, where: str) -> Row:
+    body = orjson.dumps(record)
+    if len(body) > MAX_RECORD_BYTES:
+        raise HTTPError(
+            413, "payload_too_large", f"{where} is {len(body)} bytes, over {MAX_RECORD_BYTES}"
+        )
+    return Row(type_, key, user_id, event, body.decode())
+
+
+def _object(record: Any, where: str) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        raise _invalid(f"{where} is not a JSON object")
+    return record
+
+
+def _operation(record: dict[str, Any], where: str) -> str:
+    for key in record:
+        if key in OPERATIONS:
+            return key
+    raise _invalid(f"{where} has no operation (one of {', '.join(OPERATIONS)})")
+
+
+def _require_token(token: Any, message: str) -> None:
+    if not isinstance(token, str) or not token:
+        raise _invalid(message)
+
+
+def _invalid(message: str) -> HTTPError:
+    return HTTPError(400, "invalid_request", message)
+
+
+def _unauthorized(message: str) -> HTTPError:
+    return HTTPError(401, "unauthorized", message)
