@@ -6,7 +6,7 @@ PEER_SDK := segment-analytics-python==2.4.0
 PEER_VENV := .bench/peer-venv
 PEER_STAMP := $(PEER_VENV)/.installed-2.4.0
 
-.PHONY: install test lint typecheck unit demo bench bench-quick profile clean
+.PHONY: install test lint unit demo bench bench-quick profile clean
 
 # Reinstall only when the project metadata changes.
 $(STAMP): pyproject.toml
