@@ -27,7 +27,6 @@ class APIError(Exception):
         self.code = code
         self.message = message
         self.response = response
-        self.rate_limited = False
 
     def __str__(self) -> str:
         return f"[Segment] {self.code}: {self.message} ({self.status})"

@@ -43,12 +43,6 @@ class MessageQueue:
     def qsize(self) -> int:
         return len(self._items)
 
-    def empty(self) -> bool:
-        return not self._items
-
-    def full(self) -> bool:
-        return len(self._items) >= self.maxsize
-
     @property
     def unfinished_tasks(self) -> int:
         """Items accepted but not yet finished: queued plus held by a consumer."""

@@ -104,7 +104,7 @@ class Uploader:
                 if now + retry_after - rate_limited_since > self.max_rate_limit_duration:
                     raise GiveUp("rate_limit_exceeded", error) from error
                 log.debug("rate limited; retrying in %ss", retry_after)
-                self._retry_after(retry_after)
+                self._pause_before_retry(retry_after)
                 continue
             failures += 1
             if first_failure is None:
@@ -113,7 +113,7 @@ class Uploader:
             if failures > self.retries or remaining <= 0:
                 log.error("All %d retries exhausted after %d total attempts", self.retries, attempt)
                 raise GiveUp("retries_exhausted", error) from error
-            self._retry_after(min(next(delays), remaining))
+            self._pause_before_retry(min(next(delays), remaining))
 
     def _send(self, batch: list[bytes], retry_count: int) -> None:
         """One attempt; subclasses for other APIs override this and keep the retry policy."""
@@ -129,7 +129,7 @@ class Uploader:
             batch=batch,
         )
 
-    def _retry_after(self, seconds: float) -> None:
+    def _pause_before_retry(self, seconds: float) -> None:
         self.stats.add("retried")
         self._wait(seconds)
 

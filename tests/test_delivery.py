@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
@@ -78,12 +79,15 @@ def test_batches_stay_under_the_byte_limit(server: ScriptedServer, make_client: 
 def test_partial_batch_waits_for_upload_interval(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:
-    client = make_client(upload_interval=0.2)
+    client = make_client(upload_interval=0.3)
     client.track("u", "e")
+    tracked = time.monotonic()
+    client.track("u", "f")
     (req,) = server.wait_for(1)
-    assert len(req.json()["batch"]) == 1
-    assert client.stats()["pending"] in (0, 1)  # acknowledged by now or in a moment
-    client.flush(timeout=5)
+    # both messages went in one batch, sent only once the interval had passed
+    assert [m["event"] for m in req.json()["batch"]] == ["e", "f"]
+    assert req.at - tracked >= 0.25
+    assert client.flush(timeout=5) == 0
 
 
 def test_gzip(server: ScriptedServer, make_client: MakeClient) -> None:

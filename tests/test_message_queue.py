@@ -19,7 +19,7 @@ def test_bounded_and_counts_accepted() -> None:
     q.put_nowait(b"2")
     with pytest.raises(queue.Full):
         q.put_nowait(b"3")
-    assert q.qsize() == 2 and q.full() and q.accepted == 2 and q.unfinished_tasks == 2
+    assert q.qsize() == q.maxsize == 2 and q.accepted == 2 and q.unfinished_tasks == 2
 
 
 def test_rejects_non_positive_size() -> None:
