@@ -6,7 +6,7 @@ PEER_SDK := segment-analytics-python==2.4.0
 PEER_VENV := .bench/peer-venv
 PEER_STAMP := $(PEER_VENV)/.installed-2.4.0
 
-.PHONY: install test lint unit demo bench bench-quick profile clean
+.PHONY: install test lint unit demo compat bench bench-quick profile clean
 
 # Reinstall only when the project metadata changes.
 $(STAMP): pyproject.toml
@@ -30,6 +30,10 @@ test: lint unit
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# analytics-python 2.4.0's own tests against segment_clone (downloads the wheel into .compat/).
+compat: $(STAMP)
+	$(BIN)/python tests/compat/upstream.py
+
 # The reference SDK lives in its own virtualenv so that the two never share an interpreter.
 $(PEER_STAMP):
 	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
@@ -48,4 +52,4 @@ profile: $(STAMP)
 	$(BIN)/python benchmarks/profile_track.py --gzip
 
 clean:
-	rm -rf $(VENV) .bench .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .bench .compat .mypy_cache .pytest_cache .ruff_cache *.egg-info

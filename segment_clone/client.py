@@ -17,11 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from . import lifecycle
-from .consumer import MAX_MSG_SIZE, Consumer
-from .encoding import encode_message
+from .compat import LIBRARY
+from .consumer import Consumer
+from .encoding import MAX_MSG_SIZE, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
+from .request import post
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
 from .uploader import (
@@ -39,11 +41,9 @@ from .utils import (
     stringify_id,
     utc_now_iso,
 )
-from .version import VERSION
 
-__all__ = ["ID_TYPES", "Client", "require", "stringify_id"]
+__all__ = ["ID_TYPES", "Client", "post", "require", "stringify_id"]
 
-LIBRARY_NAME = "segment-clone"
 Message = dict[str, Any]
 Result = tuple[bool, Message]
 QUEUE_FULL_POLICIES = ("drop_newest", "block")
@@ -132,7 +132,7 @@ class Client:
         _check_count("max_retries", max_retries, 0)
         _check_count("thread", thread, 1)
         _check_count("upload_size", upload_size, 1)
-        if on_error is not None and not callable(on_error):
+        if on_error and not callable(on_error):
             raise AssertionError(f"on_error must be callable, got: {type(on_error).__name__}")
         if host is not None:
             require("host", host, str)
@@ -187,9 +187,9 @@ class Client:
         self._lock = threading.Lock()
         self._started = False
         self.consumers: list[Consumer] | None = None
-        self._sync_uploader: Uploader | None = None
+        self._sync_uploader: _SyncSender | None = None
         if self.sync_mode:
-            self._sync_uploader = Uploader(**self._uploader_settings())
+            self._sync_uploader = _SyncSender(**self._uploader_settings())
         else:
             self.consumers = self._new_consumers(self._thread_count)
 
@@ -412,7 +412,7 @@ class Client:
             require("context", context, dict)
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
-        msg["context"] = {**context, "library": {"name": LIBRARY_NAME, "version": VERSION}}
+        msg["context"] = {**context, "library": LIBRARY.copy()}
         msg["userId"] = stringify_id(msg["userId"])
         msg["anonymousId"] = stringify_id(msg.get("anonymousId"))
 
@@ -467,11 +467,13 @@ class Client:
             feeder.daemon = True  # never holds up interpreter exit; the rows stay spooled
             feeder.start()
 
-    def _send_now(self, uploader: Uploader, data: bytes, msg: Message) -> Result:
-        """``sync_mode``: deliver on the caller's thread with the same retry policy."""
+    def _send_now(self, uploader: _SyncSender, data: bytes, msg: Message) -> Result:
+        """``sync_mode``: deliver on the caller's thread with the same retry policy, waiting
+        out rate limits here instead of in the queue."""
         self._stats.add("enqueued")
         try:
-            uploader.request([data])
+            while not uploader.deliver([data]):
+                pass
         except GiveUp as e:
             self._reporter.report(e.reason, e.cause, [msg])
             return False, msg
@@ -613,6 +615,14 @@ class Client:
                 leftovers,
             )
         self.queue.task_done(len(queued))
+
+
+class _SyncSender(Uploader):
+    """``sync_mode``'s sender: each attempt calls this module's ``post``, looked up at call
+    time, so ``mock.patch("segment_clone.client.post")`` works as it did upstream."""
+
+    def _send(self, batch: list[Any], retry_count: int) -> Any:
+        return self._post_with(post, batch, retry_count)
 
 
 def _feed(queue: MessageQueue, messages: list[bytes]) -> None:

@@ -1,18 +1,29 @@
-"""Consumer threads: drain the queue into batches and deliver them.
+"""Consumer threads: drain a queue into batches and deliver them, with upstream's API.
 
-Each consumer owns one keep-alive session (through ``Uploader``). A batch is finished exactly
-once: delivered, or reported through the ``DropReporter``; a batch whose retry wait is cut
-short by ``pause()`` goes back to the head of the queue, still owed, for the next flush.
+``Consumer(queue, write_key, ...)`` keeps analytics-python's constructor, attributes and
+methods (``run``, ``pause``, ``next``, ``upload``, ``request``, the rate-limit state) on top of
+the shared engine in ``uploader``. Each attempt calls this module's ``post``, looked up at call
+time, so ``mock.patch("segment_clone.consumer.post")`` works as it did upstream.
+
+A batch is finished exactly once: delivered, or reported through the ``DropReporter``. A batch
+that was rate-limited, or whose retry wait ``pause()`` cut short, goes back to the queue, still
+owed: to the head of the client's own ``MessageQueue``, so order is kept, or to the tail of a
+plain ``queue.Queue``, as upstream did.
 """
 
 from __future__ import annotations
 
 import logging
+import queue as queue_module
+import threading
 from threading import Thread
+from typing import Any, Protocol
 
+from .compat import ForeignQueue
+from .encoding import MAX_MSG_SIZE
 from .errors import APIError, FatalError, ShutdownInterrupted
-from .message_queue import MessageQueue
-from .request import TokenSource
+from .message_queue import BATCH_SIZE_LIMIT, MessageQueue
+from .request import TokenSource, post
 from .spool import Spool
 from .stats import DropReporter, OnError, Stats
 from .uploader import (
@@ -21,10 +32,6 @@ from .uploader import (
     GiveUp,
     Uploader,
 )
-
-MAX_MSG_SIZE = 32 << 10
-BATCH_SIZE_LIMIT = 475000
-"""Bytes of messages per batch, leaving room for the envelope under the API's 500 KB."""
 
 __all__ = [
     "BATCH_SIZE_LIMIT",
@@ -35,18 +42,37 @@ __all__ = [
     "Consumer",
     "FatalError",
     "ShutdownInterrupted",
+    "post",
 ]
 
 
+class BatchSource(Protocol):
+    """What a consumer drains: the client's ``MessageQueue``, or a ``ForeignQueue``."""
+
+    def get_batch(
+        self, max_items: int, max_bytes: int, wait: float, stop: threading.Event
+    ) -> list[Any]: ...
+
+    def requeue(self, batch: list[Any]) -> None: ...
+
+    def task_done(self, count: int) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 class Consumer(Uploader, Thread):
-    """A daemon thread that uploads batches from ``queue`` until ``pause()`` is called."""
+    """A daemon thread that uploads batches from ``queue`` until ``pause()`` is called.
+
+    ``queue`` is the client's ``MessageQueue`` of encoded messages, any ``queue.Queue`` of
+    message dicts, or None for a consumer used only through ``request()``.
+    """
 
     log = logging.getLogger("segment")
     max_batch_bytes = BATCH_SIZE_LIMIT
 
     def __init__(
         self,
-        queue: MessageQueue,
+        queue: MessageQueue | queue_module.Queue[Any] | None,
         write_key: str,
         upload_size: int = 100,
         host: str | None = None,
@@ -59,6 +85,7 @@ class Consumer(Uploader, Thread):
         oauth_manager: TokenSource | None = None,
         max_total_backoff_duration: float = DEFAULT_MAX_TOTAL_BACKOFF_DURATION,
         max_rate_limit_duration: float = DEFAULT_MAX_RATE_LIMIT_DURATION,
+        *,
         stats: Stats | None = None,
         reporter: DropReporter | None = None,
         spool: Spool | None = None,
@@ -82,8 +109,23 @@ class Consumer(Uploader, Thread):
         self.upload_interval = upload_interval
         self.reporter = reporter or DropReporter(self.stats, on_error, self.log)
         self.spool = spool
-        self.running = True
-        self.in_flight: list[bytes] = []
+        self.in_flight: list[Any] = []
+        self._source: BatchSource | None = (
+            None
+            if queue is None
+            else queue
+            if isinstance(queue, MessageQueue)
+            else ForeignQueue(queue, self.reporter.report)
+        )
+
+    @property
+    def on_error(self) -> OnError | None:
+        """The handler for dropped batches; assignable, as upstream's attribute was."""
+        return self.reporter.on_error
+
+    @on_error.setter
+    def on_error(self, value: OnError | None) -> None:
+        self.reporter.on_error = value
 
     def run(self) -> None:
         while self.running:
@@ -94,46 +136,53 @@ class Consumer(Uploader, Thread):
 
     def pause(self) -> None:
         """Stop after the current request; a pending retry wait is cut short."""
-        self.running = False
-        self.stop()
-        self.queue.wake()
+        super().pause()
+        if self._source is not None:
+            self._source.wake()
 
-    def next(self) -> list[bytes]:
-        """The next batch: up to ``upload_size`` messages and ``max_batch_bytes`` bytes."""
-        return self.queue.get_batch(
+    def next(self) -> list[Any]:
+        """The next batch: up to ``upload_size`` messages and ``max_batch_bytes`` bytes,
+        waiting at most ``upload_interval`` for a partial batch to fill."""
+        return self._queue().get_batch(
             self.upload_size, self.max_batch_bytes, self.upload_interval, self._stopping
         )
 
     def upload(self) -> bool:
-        """Send one batch; True if it was delivered."""
+        """Send the next batch; True if it was delivered."""
+        source = self._queue()
         batch = self.next()
         if not batch:
             return False
         self.in_flight = batch
+        delivered = finished = False
         try:
-            delivered = self._deliver(batch)
+            delivered = finished = self.deliver(batch)
         except ShutdownInterrupted:
-            self.queue.requeue(batch)
-            return False
-        finally:
-            self.in_flight = []
-        if self.spool is not None:
-            self.spool.remove(batch)
-        self.queue.task_done(len(batch))
-        return delivered
-
-    def _deliver(self, batch: list[bytes]) -> bool:
-        """Deliver ``batch`` or report it as dropped; True when delivered."""
-        try:
-            self.request(batch)
-        except ShutdownInterrupted:
-            raise
+            pass
         except GiveUp as e:
+            finished = True
+            self.log.error("error uploading: %s", e.cause)
             self.reporter.report(e.reason, e.cause, batch)
-            return False
         except Exception as e:  # a bug, but the batch must still be accounted for
+            finished = True
             self.log.exception("unexpected error delivering a batch")
             self.reporter.report("error", e, batch)
+        finally:
+            self.in_flight = []
+        if not finished:
+            source.requeue(batch)
             return False
-        self.stats.add("delivered", len(batch))
-        return True
+        if delivered:
+            self.stats.add("delivered", len(batch))
+        if self.spool is not None:
+            self.spool.remove(batch)
+        source.task_done(len(batch))
+        return delivered
+
+    def _send(self, batch: list[Any], retry_count: int) -> Any:
+        return self._post_with(post, batch, retry_count)
+
+    def _queue(self) -> BatchSource:
+        if self._source is None:
+            raise RuntimeError("this Consumer was built without a queue; only request() works")
+        return self._source

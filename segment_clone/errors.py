@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 class APIError(Exception):
     """The tracking API answered with a non-2xx status."""
 
+    rate_limited = False
+    """Set on an error whose ``Retry-After`` opened a rate-limit episode, as upstream does:
+    the batch is to be tried again after the wait, not reported."""
+
     def __init__(
         self,
         status: int,

@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import accumulate
 
+BATCH_SIZE_LIMIT = 475000
+"""Bytes of messages per batch, leaving room for the envelope under the API's 500 KB."""
+
 
 class MessageQueue:
     """FIFO of encoded messages with ``queue.Queue``-style task accounting.
@@ -42,6 +45,13 @@ class MessageQueue:
 
     def qsize(self) -> int:
         return len(self._items)
+
+    def empty(self) -> bool:
+        """``queue.Queue.empty``: code written for upstream's ``client.queue`` calls it."""
+        return not self._items
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
 
     @property
     def unfinished_tasks(self) -> int:

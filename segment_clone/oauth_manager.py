@@ -1,24 +1,27 @@
 """OAuth 2 client-credentials tokens, fetched with RS256 JWT client assertions.
 
-One daemon thread per manager keeps a token fresh: it fetches on first demand, refreshes at
-half of ``expires_in`` while the old token stays in use, honours ``Retry-After`` on 429, backs
-off exponentially (capped) on 5xx and network errors, and corrects for clock skew using the
-server's ``Date`` header. Consumers call ``get_token()``; concurrent callers share one fetch.
+The shape is upstream's: ``get_token()`` starts a ``threading.Timer`` (``thread``) that runs
+``_poller_loop``, one fetch cycle that schedules the next, and requests go through this module's
+own ``_session``. The behaviour is fixed: a token is refreshed at half of ``expires_in`` while
+the old one stays in use; concurrent callers share one fetch; 5xx and network errors back off
+exponentially (capped) instead of polling every 25 ms; 429 waits ``Retry-After`` or
+``X-RateLimit-Reset`` (a blocking ``time.sleep``, as upstream, so that impatient callers cannot
+cut a rate-limit wait short); clock skew is corrected from the server's ``Date`` header.
 
-A permanent failure (an unreadable key, or 400/401/403 from the token endpoint) becomes a
-``FatalError`` that every later ``get_token()`` raises, so batches are reported through
-``on_error`` at once instead of waiting. Transient failures make ``get_token()`` raise
-``TokenUnavailable`` after at most ``timeout`` seconds, which the consumer retries with its
-own backoff. Tokens and keys are never logged and never appear in a repr.
+A permanent failure (an unreadable key, or 400/401/403/415 from the token endpoint) becomes a
+``FatalError`` kept in ``error`` that every later ``get_token()`` raises, so batches are
+reported through ``on_error`` at once instead of waiting. Transient failures make
+``get_token()`` raise ``TokenUnavailable`` after at most ``timeout`` seconds, which the consumer
+retries with its own backoff. Tokens and keys are never logged and never appear in a repr.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
 import requests
@@ -39,6 +42,18 @@ SKEW_ERRORS = frozenset({"Token is expired", "Token used before issued"})
 
 log = logging.getLogger("segment")
 
+_session = requests.Session()
+"""The token endpoint's session (upstream's seam); resolved at call time."""
+
+
+def _fresh_session_pools() -> None:
+    """A forked child must not share the parent's keep-alive sockets. Closing them in the
+    child only releases the child's descriptors: the parent's connections stay open."""
+    _session.close()
+
+
+os.register_at_fork(after_in_child=_fresh_session_pools)
+
 
 class TokenUnavailable(Exception):
     """No token yet; the token endpoint is failing or slow. Retryable by the caller."""
@@ -51,7 +66,13 @@ class _RetryLater(Exception):
 
 
 class OauthManager:
-    """Fetches and refreshes an access token on a background thread."""
+    """Fetches and refreshes an access token on a chain of timer threads.
+
+    ``token``, ``error``, ``retry_count``, ``clock_skew``, ``thread`` and ``token_mutex`` are
+    upstream's attributes: the current token, the permanent error, consecutive failed fetches,
+    the seconds the local clock is ahead of the server's, the timer of the next (or current)
+    fetch, and the lock that guards them.
+    """
 
     def __init__(
         self,
@@ -64,9 +85,9 @@ class OauthManager:
         max_retries: int = 3,
     ) -> None:
         self.client_id = client_id
-        self._client_key = client_key
+        self.client_key = client_key
         self.key_id = key_id
-        self.auth_server = remove_trailing_slash(auth_server)
+        self.auth_server = auth_server
         self.scope = scope
         self.timeout = timeout
         self.max_retries = max_retries
@@ -74,19 +95,19 @@ class OauthManager:
         self.reset_after_fork()
 
     def reset_after_fork(self) -> None:
-        """Fresh session, locks and token state: at construction, and in a forked child,
-        where the parent's thread does not exist and its lock may have been held."""
-        self.session = requests.Session()
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._wake = threading.Event()
+        """Fresh locks and token state: at construction, and in a forked child, where the
+        parent's timer thread does not exist and its lock may have been held."""
+        self.token_mutex = threading.Lock()
+        self._changed = threading.Condition(self.token_mutex)
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._token: str | None = None
+        self.thread: threading.Timer | None = None
+        self.token: str | None = None
+        self.error: FatalError | None = None
+        self.retry_count = 0
         self._expires_at = 0.0
-        self._fatal: FatalError | None = None
-        self._failures = 0
+        self._generation = 0
         self._fetching = False
+        self._delays = backoff_delays()
         self._last_failure = "no attempt yet"
 
     def __repr__(self) -> str:
@@ -97,77 +118,86 @@ class OauthManager:
 
     def get_token(self) -> str:
         """A valid access token, waiting up to ``timeout`` seconds for the first one."""
-        with self._lock:
-            if self._token is None or time.monotonic() >= self._expires_at:
-                self._token = None
+        with self.token_mutex:
+            if self.token is None or time.monotonic() >= self._expires_at:
+                self.token = None
                 self._demand()
                 self._changed.wait_for(self._settled, self.timeout)
-            if self._token is not None:
-                return self._token
-            if self._fatal is not None:
-                raise self._fatal
+            if self.token is not None:
+                return self.token
+            if self.error is not None:
+                raise self.error
             raise TokenUnavailable(f"no OAuth access token yet: {self._last_failure}")
 
     def _settled(self) -> bool:
         return (
-            self._token is not None
-            or self._fatal is not None
-            or self._failures >= self.max_retries
+            self.token is not None
+            or self.error is not None
+            or self.retry_count >= self.max_retries
             or self._stopping.is_set()
         )
 
     def clear_token(self) -> None:
         """Forget the token (the API refused it); the next ``get_token`` fetches a new one."""
-        with self._lock:
-            self._token = None
-            self._failures = 0
-        self._wake.set()
+        with self.token_mutex:
+            self.token = None
+            self.retry_count = 0
 
     def stop(self) -> None:
-        """Stop the refresh thread; a later ``get_token`` starts a new one."""
-        self._stopping.set()
-        self._wake.set()
-        with self._lock:
+        """Cancel the pending fetch; a later ``get_token`` starts again."""
+        with self.token_mutex:
+            self._stopping.set()
+            self._generation += 1  # a timer already firing sees it is stale
+            if self.thread is not None:
+                self.thread.cancel()
             self._changed.notify_all()
 
     def _demand(self) -> None:
-        """Called under the lock when a caller needs a token: start or nudge the thread.
-
-        During a failure streak the thread keeps its own backoff, so that many waiting
-        consumers cannot turn it into a tight poll of a failing token endpoint.
-        """
-        if self._fatal is not None:
+        """Under the lock, when a caller needs a token: fetch now, unless a fetch is running,
+        the failure is permanent, or a failure streak's backoff is in progress (many waiting
+        consumers must not turn it into a tight poll of a failing endpoint)."""
+        if self.error is not None or self._fetching:
             return
-        if self._thread is None or not self._thread.is_alive():
-            self._stopping.clear()
-            self._failures = 0
-            self._fetching = True  # a new thread fetches at once
-            self._thread = threading.Thread(
-                target=self._run, name="segment-clone-oauth", daemon=True
-            )
-            self._thread.start()
-        elif not self._fetching and not self._failures:
+        pending = self.thread is not None and self.thread.is_alive()
+        if pending and self.retry_count and not self._stopping.is_set():
+            return
+        self._stopping.clear()
+        self._schedule(0.0)
+
+    def _schedule(self, delay: float) -> None:
+        """Under the lock: replace the pending timer with one that fetches after ``delay``."""
+        if self.thread is not None:
+            self.thread.cancel()
+        self._generation += 1
+        timer = threading.Timer(delay, self._fire, args=(self._generation,))
+        timer.daemon = True
+        timer.name = "segment-clone-oauth"
+        self.thread = timer
+        try:
+            timer.start()
+        except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
+            self._last_failure = f"could not start the token thread: {e}"
+            self.retry_count = self.max_retries
+            self._changed.notify_all()
+
+    def _fire(self, generation: int) -> None:
+        with self.token_mutex:
+            if generation != self._generation or self._stopping.is_set():
+                return
+            self._fetching = True  # before the lock is released: no caller may start another
+        self._poller_loop()
+
+    def _poller_loop(self) -> None:
+        """One fetch cycle: request a token, record the outcome, schedule the next cycle."""
+        with self.token_mutex:
             self._fetching = True
-            self._wake.set()
+        delay = self._refresh()
+        with self.token_mutex:
+            self._fetching = False
+            if delay is not None and not self._stopping.is_set():
+                self._schedule(delay)
 
-    def _run(self) -> None:
-        delays = backoff_delays()
-        wait: float | None = 0.0
-        while True:
-            if wait:
-                self._wake.wait(wait)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            with self._lock:
-                self._fetching = True
-            wait = self._refresh(delays)
-            if wait is None:
-                return
-            if not self._failures:
-                delays = backoff_delays()
-
-    def _refresh(self, delays: Iterator[float]) -> float | None:
+    def _refresh(self) -> float | None:
         """One fetch; returns seconds until the next, or None to stop for good."""
         try:
             token, expires_in = self._fetch()
@@ -177,10 +207,13 @@ class OauthManager:
             return None
         except _RetryLater as e:
             self._settle(failure=str(e))
-            return e.delay if e.delay is not None else float(next(delays))
+            if e.delay is None:
+                return float(next(self._delays))
+            time.sleep(e.delay)
+            return 0.0
         except Exception as e:  # network errors and anything unexpected: retry with backoff
             self._settle(failure=f"{type(e).__name__}: {e}")
-            return float(next(delays))
+            return float(next(self._delays))
         self._settle(token=token, expires_in=expires_in)
         return expires_in / 2
 
@@ -191,23 +224,25 @@ class OauthManager:
         fatal: FatalError | None = None,
         failure: str | None = None,
     ) -> None:
-        with self._lock:
-            self._fetching = False
+        with self.token_mutex:
             if token is not None:
-                self._token = token
+                self.token = token
                 self._expires_at = time.monotonic() + expires_in
-                self._failures = 0
+                self.retry_count = 0
+                self._delays = backoff_delays()
             if fatal is not None:
-                self._fatal = fatal
+                self.error = fatal
             if failure is not None:
-                self._failures += 1
+                self.retry_count += 1
                 self._last_failure = failure
-                log.warning("OAuth token request failed (%d in a row): %s", self._failures, failure)
+                log.warning(
+                    "OAuth token request failed (%d in a row): %s", self.retry_count, failure
+                )
             self._changed.notify_all()
 
     def _fetch(self) -> tuple[str, float]:
-        res = self.session.post(
-            self.auth_server + "/token",
+        res = _session.post(
+            remove_trailing_slash(self.auth_server) + "/token",
             data={
                 "grant_type": "client_credentials",
                 "client_assertion_type": ASSERTION_TYPE,
@@ -236,7 +271,7 @@ class OauthManager:
         claims = {
             "iss": self.client_id,
             "sub": self.client_id,
-            "aud": self.auth_server,
+            "aud": remove_trailing_slash(self.auth_server),
             "iat": now - 5,
             "exp": now - 5 + ASSERTION_LIFETIME,
             "jti": str(uuid.uuid4()),
@@ -245,7 +280,7 @@ class OauthManager:
 
         try:
             return jwt.encode(
-                claims, self._client_key, algorithm="RS256", headers={"kid": self.key_id}
+                claims, self.client_key, algorithm="RS256", headers={"kid": self.key_id}
             )
         except (ValueError, TypeError, jwt.PyJWTError) as e:
             raise FatalError(f"cannot sign the client assertion: {type(e).__name__}") from None

@@ -2,53 +2,53 @@
 
 Retries are not decided here (see ``retry`` and ``uploader``); this module turns a response into
 success or an ``APIError`` carrying the status and the ``Retry-After`` information.
+
+Every POST goes through the module-level ``_session``, with the keyword arguments
+analytics-python uses (``data``, ``headers``, ``timeout`` and, when set, ``proxies``), so tests
+that patch ``segment_clone.request._session.post`` see what they saw upstream: ``data`` is the
+JSON text (ASCII, non-ASCII characters escaped), or the gzipped bytes with ``gzip=True``.
+``_session`` is a ``transport.Session``: a real ``requests.Session`` with a fast path.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import re
 import zlib
 from base64 import b64encode
-from datetime import date, datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import orjson
 import requests
 
-from .encoding import dumps
+from .compat import UPSTREAM_USER_AGENT, DatetimeSerializer
+from .encoding import decode_message, dumps, encode_message
 from .errors import APIError
-from .transport import Transport
+from .transport import Session
 from .utils import remove_trailing_slash
-from .version import VERSION
 
 log = logging.getLogger("segment")
 
 DEFAULT_HOST = "https://api.segment.io"
-USER_AGENT = f"segment-clone/{VERSION}"
+USER_AGENT = UPSTREAM_USER_AGENT
 MAX_RETRY_AFTER_SECONDS = 300
 GZIP_LEVEL = 3
 """zlib level for ``gzip=True``. On a 100-event batch of 60 KB, level 3 gave 6.4 KB in 0.21 ms,
 level 6 gave 5.8 KB in 0.68 ms and level 9 5.7 KB in 1.1 ms: past 3, each byte saved costs a
 lot of CPU on a thread that shares the GIL with the application."""
-OAUTH_CLEARING_STATUSES = frozenset({401, 403, 511})
-BASE_HEADERS = {
-    "Content-Type": "application/json",
-    "User-Agent": USER_AGENT,
-    "Accept": "*/*",
-    "Accept-Encoding": "gzip, deflate",
-    "Connection": "keep-alive",
-}
+OAUTH_CLEARING_STATUSES = frozenset({400, 401, 403, 511})
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+_session = Session()
+"""The seam analytics-python's users patch; resolved at call time."""
 
 
 def batch_url(host: str | None) -> str:
     return remove_trailing_slash(host or DEFAULT_HOST) + "/v1/batch"
-
-
-_transport = Transport()
-"""Used only when ``post`` is called without a transport; each consumer brings its own."""
 
 
 class TokenSource(Protocol):
@@ -59,15 +59,6 @@ class TokenSource(Protocol):
     def clear_token(self) -> None: ...
 
 
-class DatetimeSerializer(json.JSONEncoder):
-    """``json`` encoder that writes dates and datetimes as ISO 8601 (compatibility export)."""
-
-    def default(self, o: Any) -> Any:
-        if isinstance(o, (date, datetime)):
-            return o.isoformat()
-        return super().default(o)
-
-
 def post(
     write_key: str,
     host: str | None = None,
@@ -76,45 +67,82 @@ def post(
     proxies: dict[str, str] | None = None,
     oauth_manager: TokenSource | None = None,
     retry_count: int = 0,
-    *,
-    transport: Transport | None = None,
     **kwargs: Any,
 ) -> requests.Response:
     """POST ``kwargs`` as the JSON body (usually ``batch=[...]``) and return the 2xx response.
 
-    Items of ``batch`` may be dicts or already-encoded JSON bytes; bytes are spliced into the
-    body as they are. Raises ``APIError`` for any other status and lets ``requests`` errors
-    propagate, leaving the retry decision to the caller.
+    Items of ``batch`` may be message dicts or already-encoded JSON bytes; bytes are spliced
+    into the body as they are. Raises ``APIError`` for any other status and lets ``requests``
+    errors propagate, leaving the retry decision to the caller.
     """
     body = kwargs
     if "batch" in body:
-        body["batch"] = [orjson.Fragment(m) if isinstance(m, bytes) else m for m in body["batch"]]
+        body["batch"] = [orjson.Fragment(_encoded(m)) for m in body["batch"]]
     body.setdefault("sentAt", datetime.now(timezone.utc).isoformat())
     body["writeKey"] = write_key
-    data = dumps(body)
+    raw = dumps(body)
 
-    headers = {**BASE_HEADERS}
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
     if retry_count > 0:
         headers["X-Retry-Count"] = str(retry_count)
-    if oauth_manager is not None:
-        headers["Authorization"] = f"Bearer {oauth_manager.get_token()}"
+    token = oauth_manager.get_token() if oauth_manager else None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     else:
         headers["Authorization"] = "Basic " + b64encode(f"{write_key}:".encode()).decode("ascii")
+    data: str | bytes
     if gzip:
         compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
-        data = compressor.compress(data) + compressor.flush()
+        data = compressor.compress(raw) + compressor.flush()
         headers["Content-Encoding"] = "gzip"
+    else:
+        data = _ascii_text(raw)
+    request_kwargs: dict[str, Any] = {"data": data, "headers": headers, "timeout": timeout}
+    if proxies:
+        request_kwargs["proxies"] = proxies
 
     url = batch_url(host)
     log.debug("making request: %d bytes, retry %d", len(data), retry_count)
-    res = (transport or _transport).post(url, data, headers, timeout, proxies)
+    res = _session.post(url, **request_kwargs)
 
     if 200 <= res.status_code < 300:
         log.debug("data uploaded successfully")
         return res
-    if oauth_manager is not None and res.status_code in OAUTH_CLEARING_STATUSES:
+    if 300 <= res.status_code < 400:
+        log.error("Unexpected redirect (%s) from %s; batch not uploaded", res.status_code, url)
+        raise APIError(res.status_code, "redirect", res.reason, res)
+    if oauth_manager and res.status_code in OAUTH_CLEARING_STATUSES:
         oauth_manager.clear_token()
     raise _api_error(res)
+
+
+def seam_batch(seam: Callable[..., Any], batch: list[Any]) -> list[Any]:
+    """``batch`` as ``seam`` takes it: this module's ``post`` splices encoded messages into
+    the body as they are; anything patched in its place gets message dicts, as upstream's
+    ``post`` was given."""
+    if seam is post:
+        return batch
+    return [decode_message(m) if isinstance(m, bytes) else m for m in batch]
+
+
+def _encoded(message: bytes | Any) -> bytes:
+    return message if isinstance(message, bytes) else encode_message(message)[0]
+
+
+def _ascii_text(raw: bytes) -> str:
+    """The JSON as text a plain ``requests.Session`` sends intact: non-ASCII characters, which
+    only occur inside JSON strings, become ``\\u`` escapes, as ``json.dumps`` writes them."""
+    if raw.isascii():
+        return raw.decode("ascii")
+    return _NON_ASCII.sub(_escape, raw.decode("utf-8"))
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _api_error(res: requests.Response) -> APIError:
@@ -159,6 +187,8 @@ __all__ = [
     "APIError",
     "DatetimeSerializer",
     "TokenSource",
+    "batch_url",
     "parse_retry_after",
     "post",
+    "seam_batch",
 ]

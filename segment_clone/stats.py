@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Callable, TypedDict
 
-import orjson
+from .encoding import decode_message
 
 OnError = Callable[[BaseException, list[dict[str, Any]]], Any]
 
@@ -78,9 +78,9 @@ class DropReporter:
         self.stats.add_dropped(reason, len(batch))
         self._log(reason, exc, len(batch))
         on_error = self.on_error
-        if on_error is None:
+        if not on_error:  # falsy means no handler, as upstream
             return
-        messages = [orjson.loads(m) if isinstance(m, bytes) else m for m in batch]
+        messages = [decode_message(m) if isinstance(m, bytes) else m for m in batch]
         try:
             on_error(exc, messages)
         except Exception:

@@ -1,10 +1,17 @@
-"""Deliver one batch, applying the retry policy; shared by consumer threads and ``sync_mode``.
+"""The retry engine: deliver one batch under the policy of analytics-python 2.4.0.
 
-Retryable failures with a ``Retry-After`` wait that long without spending the retry budget,
-bounded by ``max_rate_limit_duration``; other retryable failures take the counted backoff of
-``retry.backoff_delays``, bounded by ``retries`` and ``max_total_backoff_duration``. Each
-outcome other than success is raised as ``GiveUp`` with the reason ``stats()`` counts it under.
-The batch stays in hand through every retry, so its order and ``X-Retry-Count`` are kept.
+``request(batch)`` is upstream's method with upstream's contract: it retries retryable failures
+with the counted backoff of ``retry.backoff_delays`` (bounded by ``retries`` and
+``max_total_backoff_duration``) and raises the final exception when they run out. A retryable
+answer with a ``Retry-After`` is not retried there: it opens or extends a rate-limit episode
+(``rate_limited_until``, ``rate_limit_start_time``) and is raised at once, flagged
+``rate_limited``. ``deliver(batch)`` adds the episode's gate around one ``request``: it waits out
+the episode within ``max_rate_limit_duration`` and turns each final outcome into ``GiveUp`` with
+the reason ``stats()`` counts it under.
+
+Consumer threads, ``sync_mode`` and the Mixpanel lanes all stand on this one engine; each
+subclass says only how one attempt is sent (``_send``). ``time.monotonic`` and ``time.sleep``
+are looked up at call time, where upstream looks them up, so tests that patch them work.
 """
 
 from __future__ import annotations
@@ -12,20 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Any
 
-from . import request
 from .errors import APIError, FatalError, ShutdownInterrupted
-from .request import TokenSource, parse_retry_after
+from .request import TokenSource, parse_retry_after, seam_batch
 from .retry import backoff_delays, is_retryable
 from .stats import Stats
-from .transport import Transport
 
 DEFAULT_MAX_TOTAL_BACKOFF_DURATION = 43200
 DEFAULT_MAX_RATE_LIMIT_DURATION = 1800
 REAUTHORIZE_STATUSES = frozenset({401, 403})
-
-log = logging.getLogger("segment")
+WAIT_SLICE = 0.1
+"""Seconds a retry wait sleeps between checks of ``running``: ``pause()`` cuts a wait short
+within this long."""
 
 
 class GiveUp(Exception):
@@ -37,11 +45,10 @@ class GiveUp(Exception):
         self.cause = cause
 
 
-class Uploader:
-    """Holds one keep-alive session and the settings that shape a delivery."""
+class Uploader(ABC):
+    """The settings that shape a delivery, and the retry and rate-limit state of one sender."""
 
-    _clock: Callable[[], float] = staticmethod(time.monotonic)
-    """The clock behind both retry budgets; tests replace it together with ``_wait``."""
+    log = logging.getLogger("segment")
 
     def __init__(
         self,
@@ -66,77 +73,178 @@ class Uploader:
         self.max_total_backoff_duration = max_total_backoff_duration
         self.max_rate_limit_duration = max_rate_limit_duration
         self.stats = stats if stats is not None else Stats()
-        self.transport = Transport()
         self._stopping = threading.Event()
+        self.rate_limited_until: float | None = None
+        """Monotonic time before which the server asked not to be sent to, or None."""
+        self.rate_limit_start_time: float | None = None
+        """Monotonic time the current rate-limit episode began, or None outside one."""
+        self._episode_attempts = 0
+        self._episode_error: APIError | None = None
 
-    def request(self, batch: list[bytes]) -> None:
-        """Deliver ``batch`` or raise ``GiveUp`` / ``ShutdownInterrupted``."""
-        attempt = 0
-        failures = 0
-        first_failure: float | None = None
-        rate_limited_since: float | None = None
-        reauthorized = False
-        delays = backoff_delays()
-        while True:
-            try:
-                self._send(batch, attempt)
-                return
-            except FatalError as e:
-                raise GiveUp("fatal", e) from e
-            except APIError as e:
-                if e.status in REAUTHORIZE_STATUSES and self.oauth_manager and not reauthorized:
-                    # post() has cleared the token; one immediate retry fetches a fresh one.
-                    reauthorized = True
-                    attempt += 1
-                    continue
-                if not is_retryable(e.status, self.oauth_manager is not None):
-                    log.error("Non-retryable error %s after %d attempts", e.status, attempt + 1)
-                    raise GiveUp("rejected", e) from e
-                error: Exception = e
-                retry_after = parse_retry_after(e.response)
-            except Exception as e:
-                error, retry_after = e, None
-            attempt += 1
-            now = self._clock()
-            if retry_after:
-                if rate_limited_since is None:
-                    rate_limited_since = now
-                if now + retry_after - rate_limited_since > self.max_rate_limit_duration:
-                    raise GiveUp("rate_limit_exceeded", error) from error
-                log.debug("rate limited; retrying in %ss", retry_after)
-                self._pause_before_retry(retry_after)
-                continue
-            failures += 1
-            if first_failure is None:
-                first_failure = now
-            remaining = self.max_total_backoff_duration - (now - first_failure)
-            if failures > self.retries or remaining <= 0:
-                log.error("All %d retries exhausted after %d total attempts", self.retries, attempt)
-                raise GiveUp("retries_exhausted", error) from error
-            self._pause_before_retry(min(next(delays), remaining))
+    @abstractmethod
+    def _send(self, batch: list[Any], retry_count: int) -> Any:
+        """One attempt; raise ``APIError`` for an answer that is not a success."""
 
-    def _send(self, batch: list[bytes], retry_count: int) -> None:
-        """One attempt; subclasses for other APIs override this and keep the retry policy."""
-        request.post(
+    def _post_with(self, post: Callable[..., Any], batch: list[Any], retry_count: int) -> Any:
+        """One attempt through ``post``, with the arguments analytics-python passed it.
+
+        Subclasses pass the ``post`` of their own module, looked up at call time, so each
+        keeps the seam upstream's users patch (``consumer.post``, ``client.post``)."""
+        return post(
             self.write_key,
             self.host,
             gzip=self.gzip,
             timeout=self.timeout,
+            batch=seam_batch(post, batch),
             proxies=self.proxies,
             oauth_manager=self.oauth_manager,
             retry_count=retry_count,
-            transport=self.transport,
-            batch=batch,
         )
 
-    def _pause_before_retry(self, seconds: float) -> None:
-        self.stats.add("retried")
-        self._wait(seconds)
+    def request(self, batch: list[Any]) -> Any:
+        """Send ``batch``, retrying as the policy allows; return what ``_send`` returned.
 
-    def _wait(self, seconds: float) -> None:
-        """Sleep, but wake and raise ``ShutdownInterrupted`` as soon as ``stop()`` is called."""
-        if self._stopping.wait(seconds):
+        Raises the final exception (``APIError``, the network error, ``FatalError``) once the
+        retries or the backoff budget run out, a rate-limited ``APIError`` at once, and
+        ``ShutdownInterrupted`` when ``pause()`` cuts a backoff wait short.
+        """
+        earlier = self._episode_attempts  # a rate-limited batch's X-Retry-Count counts on
+        attempts = 0
+        backoff_attempts = 0
+        first_failure: float | None = None
+        reauthorized = False
+        delays = backoff_delays()
+        while True:
+            attempts += 1
+            try:
+                return self._send(batch, earlier + attempts - 1)
+            except FatalError as e:
+                self.log.error("Fatal error after %d attempts: %s", attempts, e)
+                raise
+            except APIError as e:
+                oauth = self.oauth_manager is not None
+                if e.status in REAUTHORIZE_STATUSES and oauth and not reauthorized:
+                    reauthorized = True  # post() dropped the token; try once with a new one
+                    continue
+                if not is_retryable(e.status, oauth):
+                    self.log.error("Non-retryable error %s after %d attempts", e.status, attempts)
+                    raise
+                retry_after = parse_retry_after(e.response) if e.response is not None else None
+                if retry_after:
+                    self.set_rate_limit_state(retry_after)
+                    self._episode_attempts = earlier + attempts
+                    self._episode_error = e
+                    e.rate_limited = True
+                    raise
+                error: Exception = e
+            except Exception as e:
+                error = e
+            if first_failure is None:
+                first_failure = time.monotonic()
+            elapsed = time.monotonic() - first_failure
+            if elapsed >= self.max_total_backoff_duration:
+                self.log.error(
+                    "Max total backoff duration (%ss) exceeded after %d attempts",
+                    self.max_total_backoff_duration,
+                    attempts,
+                )
+                raise error
+            backoff_attempts += 1
+            if backoff_attempts >= self.retries + 1:
+                self.log.error(
+                    "All %d retries exhausted after %d total attempts", self.retries, attempts
+                )
+                raise error
+            self.stats.add("retried")
+            delay = min(next(delays), self.max_total_backoff_duration - elapsed)
+            if not self._wait(delay):
+                raise ShutdownInterrupted() from error
+
+    def deliver(self, batch: list[Any]) -> bool:
+        """Wait out an open rate-limit episode, then ``request(batch)`` once.
+
+        True when delivered; False when the server rate-limited the batch again, which is then
+        to be tried again after the wait. Raises ``GiveUp`` when the batch is to be reported,
+        and ``ShutdownInterrupted`` when ``pause()`` cut a wait short.
+        """
+        if self.rate_limit_start_time is not None:
+            self._serve_rate_limit()
+        try:
+            self.request(batch)
+        except ShutdownInterrupted:
+            raise
+        except APIError as e:
+            if e.rate_limited:
+                self.stats.add("retried")
+                return False
+            self.clear_rate_limit_state()
+            retryable = is_retryable(e.status, self.oauth_manager is not None)
+            raise GiveUp("retries_exhausted" if retryable else "rejected", e) from e
+        except FatalError as e:
+            self.clear_rate_limit_state()
+            raise GiveUp("fatal", e) from e
+        except Exception as e:
+            self.clear_rate_limit_state()
+            raise GiveUp("retries_exhausted", e) from e
+        self.clear_rate_limit_state()
+        return True
+
+    def _serve_rate_limit(self) -> None:
+        """Wait until ``rate_limited_until``, or give the batch up when that wait would not
+        fit the episode's remaining ``max_rate_limit_duration``: a shortened wait would only
+        send inside the window the server asked us to keep clear."""
+        assert self.rate_limit_start_time is not None
+        now = time.monotonic()
+        elapsed = now - self.rate_limit_start_time
+        wait = 0.0 if self.rate_limited_until is None else self.rate_limited_until - now
+        if elapsed > self.max_rate_limit_duration or wait > self.max_rate_limit_duration - elapsed:
+            self.log.error(
+                "Rate limit budget (%ss) cannot accommodate the requested wait; dropping batch",
+                self.max_rate_limit_duration,
+            )
+            cause = self._episode_error or Exception("Rate limit duration exceeded, batch dropped")
+            self.clear_rate_limit_state()
+            raise GiveUp("rate_limit_exceeded", cause)
+        if wait > 0 and not self._wait(wait):
             raise ShutdownInterrupted()
+        self.rate_limited_until = None
 
-    def stop(self) -> None:
-        self._stopping.set()
+    def set_rate_limit_state(self, retry_after: float) -> None:
+        """Open an episode, or extend the current one, for ``retry_after`` seconds."""
+        now = time.monotonic()
+        self.rate_limited_until = now + retry_after
+        if self.rate_limit_start_time is None:
+            self.rate_limit_start_time = now
+
+    def clear_rate_limit_state(self) -> None:
+        """End the episode: after a success, a report, or a completed non-rate-limited answer."""
+        self.rate_limited_until = None
+        self.rate_limit_start_time = None
+        self._episode_attempts = 0
+        self._episode_error = None
+
+    @property
+    def running(self) -> bool:
+        """False once ``pause()`` was called (upstream's attribute, kept assignable)."""
+        return not self._stopping.is_set()
+
+    @running.setter
+    def running(self, value: bool) -> None:
+        if value:
+            self._stopping.clear()
+        else:
+            self._stopping.set()
+
+    def pause(self) -> None:
+        """Stop: a retry wait in progress ends within ``WAIT_SLICE`` seconds."""
+        self.running = False
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` in slices; False if ``pause()`` cut the wait short."""
+        deadline = time.monotonic() + seconds
+        while self.running:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            time.sleep(min(WAIT_SLICE, remaining))
+        return False

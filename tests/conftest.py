@@ -8,17 +8,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import pytest
 
-from segment_clone import Client
+import segment_clone as analytics
+from segment_clone import Client, uploader
 from segment_clone.collector import Collector
 from segment_clone.mixpanel import AsyncBufferedConsumer
 from segment_clone.uploader import Uploader
 
 from .keys import make_key_pair
 from .server import ScriptedServer
+
+MODULE_GLOBALS = [
+    "write_key", "host", "on_error", "debug", "log_handler", "send", "sync_mode",
+    "max_queue_size", "gzip", "timeout", "max_retries", "proxies", "thread", "upload_size",
+    "upload_interval", "max_total_backoff_duration", "max_rate_limit_duration",
+    "shutdown_timeout", "spool_path", "spool_max_bytes", "queue_full_policy",
+    "queue_full_timeout", "oauth_client_id", "oauth_client_key", "oauth_key_id",
+    "oauth_auth_server", "oauth_scope",
+]  # fmt: skip
+
+
+@pytest.fixture
+def fresh_module() -> Iterator[None]:
+    """No default client before the test; the module globals restored and its client
+    stopped after it."""
+    saved = {name: getattr(analytics, name) for name in MODULE_GLOBALS}
+    analytics.default_client = None
+    yield
+    if analytics.default_client is not None:
+        analytics.default_client.join(timeout=5)
+    analytics.default_client = None
+    for name, value in saved.items():
+        setattr(analytics, name, value)
 
 
 @pytest.fixture
@@ -47,16 +72,20 @@ def make_client(server: ScriptedServer) -> Iterator[Callable[..., Client]]:
 
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record backoff and Retry-After waits; a virtual clock jumps instead of sleeping."""
+    """Record backoff and Retry-After waits; a virtual clock jumps instead of sleeping.
+
+    Only the retry engine's view of time is replaced (its ``time`` module reference), so the
+    queue and the HTTP client keep real time."""
     recorded: list[float] = []
     clock = [1000.0]
 
-    def fake_wait(self: Uploader, seconds: float) -> None:
+    def fake_wait(self: Uploader, seconds: float) -> bool:
         recorded.append(seconds)
         clock[0] += seconds
+        return True
 
     monkeypatch.setattr(Uploader, "_wait", fake_wait)
-    monkeypatch.setattr(Uploader, "_clock", staticmethod(lambda: clock[0]))
+    monkeypatch.setattr(uploader, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     return recorded
 
 

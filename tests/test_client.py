@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from segment_clone import Client
-from segment_clone.version import VERSION
 
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -70,7 +69,7 @@ def test_track_message(c: Client) -> None:
     assert msg["anonymousId"] is None
     assert msg["properties"] == {}
     assert msg["integrations"] == {}
-    assert msg["context"]["library"] == {"name": "segment-clone", "version": VERSION}
+    assert msg["context"]["library"] == {"name": "analytics-python", "version": "2.4.0"}
     assert UUID4.match(msg["messageId"])
     assert "sentAt" not in msg and "writeKey" not in msg
     assert list(msg) == [
@@ -150,7 +149,7 @@ def test_caller_dicts_are_never_mutated(c: Client) -> None:
     _, msg = c.track("u", "e", props, context=context, integrations=integrations)
     assert (props, context, integrations) == before
     assert msg["context"]["ip"] == "1.2.3.4"
-    assert msg["context"]["library"]["name"] == "segment-clone"
+    assert msg["context"]["library"]["name"] == "analytics-python"
 
 
 def test_oversize_message_raises_and_is_not_queued() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,26 +10,7 @@ import segment_clone as analytics
 
 from .server import ScriptedServer
 
-GLOBALS = [
-    "write_key", "host", "on_error", "debug", "log_handler", "send", "sync_mode",
-    "max_queue_size", "gzip", "timeout", "max_retries", "proxies", "thread", "upload_size",
-    "upload_interval", "max_total_backoff_duration", "max_rate_limit_duration",
-    "shutdown_timeout", "spool_path", "spool_max_bytes", "queue_full_policy",
-    "queue_full_timeout", "oauth_client_id", "oauth_client_key", "oauth_key_id",
-    "oauth_auth_server", "oauth_scope",
-]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def fresh_module() -> Iterator[None]:
-    saved = {name: getattr(analytics, name) for name in GLOBALS}
-    analytics.default_client = None
-    yield
-    if analytics.default_client is not None:
-        analytics.default_client.join(timeout=5)
-    analytics.default_client = None
-    for name, value in saved.items():
-        setattr(analytics, name, value)
+pytestmark = pytest.mark.usefixtures("fresh_module")
 
 
 def test_defaults() -> None:

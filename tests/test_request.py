@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from segment_clone import request
 from segment_clone.errors import APIError
 from segment_clone.request import USER_AGENT, parse_retry_after, post
-from segment_clone.transport import Transport
+from segment_clone.transport import Session
 
 from .server import Reply, ScriptedServer
 from .tls import self_signed, server_context
@@ -113,7 +114,8 @@ def test_timeout_is_applied(server: ScriptedServer) -> None:
 def test_tls_verification_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    pool = Transport()._manager(None).connection_from_url("https://api.segment.io")
+    session = Session()
+    pool = session._manager(None, session.verify, None).connection_from_url("https://x.invalid")
     assert pool.cert_reqs == "CERT_REQUIRED"
     assert pool.ca_certs == requests.utils.DEFAULT_CA_BUNDLE_PATH
 
@@ -160,15 +162,9 @@ def test_proxy_environment_variables_are_honoured(
     monkeypatch.setenv("HTTP_PROXY", server.url)
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    post("wk", "http://api.segment.invalid", transport=Transport(), batch=[MSG])
+    monkeypatch.setattr(request, "_session", Session())  # environment is read at first use
+    post("wk", "http://api.segment.invalid", batch=[MSG])
     assert server.wait_for(1)[0].path == "http://api.segment.invalid/v1/batch"
-
-
-def test_ca_bundle_environment_variable_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    pool = Transport()._manager(None).connection_from_url("https://api.segment.io")
-    assert pool.ca_certs == "/etc/ssl/certs/ca-certificates.crt"
-    assert pool.cert_reqs == "CERT_REQUIRED"
 
 
 def test_tls_certificates_are_verified(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,10 +173,12 @@ def test_tls_certificates_are_verified(tmp_path: Path, monkeypatch: pytest.Monke
     try:
         for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
             monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(request, "_session", Session())
         with pytest.raises(requests.exceptions.SSLError):
-            post("wk", server.url, transport=Transport(), batch=[MSG])
+            post("wk", server.url, batch=[MSG])
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # now the certificate is trusted
-        post("wk", server.url, transport=Transport(), batch=[MSG])
+        monkeypatch.setattr(request, "_session", Session())
+        post("wk", server.url, batch=[MSG])
         assert server.messages() == [MSG]
     finally:
         server.close()
