@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from threading import Thread
 
+from .aio import Latch
 from .errors import APIError, FatalError, ShutdownInterrupted
 from .message_queue import MessageQueue
 from .request import TokenSource
@@ -84,13 +85,18 @@ class Consumer(Uploader, Thread):
         self.spool = spool
         self.running = True
         self.in_flight: list[bytes] = []
+        self.stopped = Latch()
+        """Opened when ``run`` returns: what ``Client.ajoin`` awaits instead of ``join()``."""
 
     def run(self) -> None:
-        while self.running:
-            try:
-                self.upload()
-            except Exception:  # a bug here must not silently stop delivery
-                self.log.exception("consumer error; continuing")
+        try:
+            while self.running:
+                try:
+                    self.upload()
+                except Exception:  # a bug here must not silently stop delivery
+                    self.log.exception("consumer error; continuing")
+        finally:
+            self.stopped.open()
 
     def pause(self) -> None:
         """Stop after the current request; a pending retry wait is cut short."""
