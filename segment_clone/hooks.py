@@ -68,30 +68,43 @@ def run_hooks(
     message is dropped.
 
     A hook returning None stops the chain; the drop is counted under ``before_send`` only. A
-    hook that raises or returns a non-dict, or a result that ``check`` refuses, is counted under
-    ``before_send_error``, logged and passed to ``on_error``; with ``debug`` the error is raised.
+    hook that raises or returns a non-dict, or a result that ``check`` refuses (``ValueError``),
+    is counted under ``before_send_error``, logged and passed to ``on_error``; with ``debug``
+    the error is raised.
     """
-    hook: BeforeSend | None = None
-    try:
-        for hook in hooks:
+    for hook in hooks:
+        try:
             result = hook(message)
-            if result is None:
-                reporter.stats.add_dropped(DROPPED, 1)
-                return None
-            if type(result) is not dict:
-                raise TypeError(_not_a_dict(hook, result))
-            message = result
-        hook = None
+        except Exception as e:
+            detail = f"before_send hook {_name(hook)} raised {type(e).__name__}: {e}"
+            _failed(detail, e, message, reporter, debug)
+            return None
+        if result is None:
+            reporter.stats.add_dropped(DROPPED, 1)
+            return None
+        if type(result) is not dict:
+            error = TypeError(_not_a_dict(hook, result))
+            _failed(str(error), error, message, reporter, debug)
+            return None
+        message = result
+    try:
         check(message)
-    except Exception as e:
-        culprit = f"before_send hook {_name(hook)}" if hook else "the message before_send returned"
-        dropped = MessageDropped(FAILED, f"{culprit}: {type(e).__name__}: {e}")
-        dropped.__cause__ = e
-        reporter.report(FAILED, dropped, [message])
-        if debug:
-            raise
+    except ValueError as e:
+        detail = f"the message before_send returned is invalid: {e}"
+        _failed(detail, e, message, reporter, debug)
         return None
     return message
+
+
+def _failed(
+    detail: str, cause: Exception, message: Message, reporter: DropReporter, debug: bool
+) -> None:
+    """Drop ``message`` because of ``cause``: count, log and report it; raise it if ``debug``."""
+    dropped = MessageDropped(FAILED, detail)
+    dropped.__cause__ = cause
+    reporter.report(FAILED, dropped, [message])
+    if debug:
+        raise cause
 
 
 def check_segment_message(message: Message) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
+import segment_clone
 from segment_clone import Client
 from segment_clone.collector import Collector
 from segment_clone.mixpanel import AsyncBufferedConsumer
@@ -97,3 +98,14 @@ def async_consumers() -> Iterator[Callable[..., AsyncBufferedConsumer]]:
     yield make
     for consumer in made:
         consumer.shutdown(timeout=10)
+
+
+@pytest.fixture
+def module_client(server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The module-level proxies (``segment_clone.track`` etc.) send to the scripted server;
+    every global a test sets with ``monkeypatch`` is restored, the default client joined."""
+    for name, value in {"write_key": "wk", "host": server.url, "default_client": None}.items():
+        monkeypatch.setattr(segment_clone, name, value)
+    yield
+    if segment_clone.default_client is not None:
+        segment_clone.default_client.join(timeout=5)
