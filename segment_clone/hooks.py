@@ -116,7 +116,11 @@ def check_segment_message(message: Message) -> None:
     if type(message.get("messageId")) is not str:
         raise ValueError(f"messageId must be a str, got: {message.get('messageId')!r}")
     for fields in _IDS_OF_TYPE[kind]:
-        if not any(isinstance(message.get(f), str) and message[f] for f in fields):
+        for field in fields:
+            value = message.get(field)
+            if type(value) is str and value:
+                break
+        else:
             raise ValueError(f"a {kind} message needs {' or '.join(fields)} as a non-empty str")
 
 
