@@ -334,7 +334,7 @@ class Mixpanel:
             if final is None:
                 return
             json_message = self._dumps(final)
-        send: Callable[..., object] = (consumer or self._consumer).send
+        send: Callable[..., object] = (self._consumer if consumer is None else consumer).send
         send(endpoint, json_message, *([] if auth is None else [auth]))
 
     def _drop_reporter(self) -> DropReporter:
