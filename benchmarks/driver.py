@@ -11,6 +11,9 @@ Scenarios:
   throughput  ``--events`` calls split across ``--threads`` producer threads, timed from the
               first ``track()`` until ``flush()`` returned and the sink counted every event.
 
+``--before-send`` (segment_clone only) gives the client one ``before_send`` hook that removes a
+property, so the latency scenario shows what a hook costs each ``track()`` call.
+
 Queue-full policy (throughput): when ``track()`` returns ``(False, msg)`` the producer waits
 ``QUEUE_FULL_WAIT`` seconds and makes the same call again, identically for both SDKs. Every
 event is then delivered and the run measures sustained throughput; the retried calls are
@@ -93,6 +96,12 @@ class Sink:
         if counts["events"] != events:
             raise RuntimeError(f"sink counted {counts['events']} events, expected {events}")
         return counts
+
+
+def drop_coupon(message: dict[str, Any]) -> dict[str, Any]:
+    """The ``before_send`` of the benchmark: one hook that removes one property."""
+    message["properties"].pop("coupon", None)
+    return message
 
 
 def peak_rss_mib() -> float:
@@ -189,6 +198,7 @@ def main() -> int:
     parser.add_argument("--scenario", choices=["latency", "throughput"], required=True)
     parser.add_argument("--host", required=True, help="the sink's base URL")
     parser.add_argument("--gzip", action="store_true")
+    parser.add_argument("--before-send", action="store_true", help="one hook (segment_clone)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=5_000)
@@ -198,7 +208,8 @@ def main() -> int:
     sink = Sink(args.host)
     sink.reset()
     module = load_sdk(args.sdk)
-    client = module.Client("bench-write-key", host=args.host, gzip=args.gzip)
+    hook = {"before_send": drop_coupon} if args.before_send else {}
+    client = module.Client("bench-write-key", host=args.host, gzip=args.gzip, **hook)
     if args.scenario == "latency":
         result = run_latency(client, sink, args.samples, args.warmup)
     else:

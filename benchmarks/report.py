@@ -103,10 +103,28 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_hook_cost(results: dict[str, Any]) -> str:
+    """What one ``before_send`` hook (removing one property) adds to each ``track()`` call:
+    segment_clone's latency runs with and without it, gzip off, medians over the rounds."""
+    lines = [
+        "| `track()`, segment_clone, gzip off | no hook | one `before_send` hook | cost per call |",
+        "|---|--:|--:|--:|",
+    ]
+    for label, field in (("p50, µs", "track_p50_us"), ("mean, µs", "track_mean_us")):
+        plain = median_of(results, CLONE, scenario_key("latency", False), field)
+        hooked = median_of(results, CLONE, scenario_key("latency-before_send", False), field)
+        cost = hooked - plain if hooked is not None and plain is not None else None
+        lines.append(f"| {label} | {_num(plain, 1)} | {_num(hooked, 1)} | {_num(cost, 1)} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     path = sys.argv[1] if len(sys.argv) > 1 else ".bench/results.json"
     with open(path, encoding="utf-8") as f:
-        print(render(json.load(f)))
+        results = json.load(f)
+    print(render(results))
+    print()
+    print(render_hook_cost(results))
     return 0
 
 

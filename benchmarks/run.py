@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from driver import QUEUE_FULL_WAIT
-from report import CLONE, PEER, render, scenario_key
+from report import CLONE, PEER, render, render_hook_cost, scenario_key
 from sink import running_sink
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +36,10 @@ SCENARIOS = {
     "throughput-1": ["--scenario", "throughput", "--threads", "1"],
     "throughput-4": ["--scenario", "throughput", "--threads", "4"],
 }
+HOOK_SCENARIO = "latency-before_send"
+"""segment_clone only (the peer has no hooks), gzip off: ``track()`` with one ``before_send``
+hook, against segment_clone's own ``latency`` run of the same round."""
+CLONE_ONLY = {HOOK_SCENARIO: ["--scenario", "latency", "--before-send"]}
 QUEUE_FULL_POLICY = (
     "Throughput runs never drop: when track() returns (False, msg) because the queue (default "
     f"10,000) is full, the producer waits {QUEUE_FULL_WAIT * 1000:.0f} ms and repeats the call, "
@@ -70,7 +74,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_driver(python: str, sdk: str, url: str, scenario: str, gzip: bool, args: Any) -> Any:
-    cmd = [python, str(DRIVER), "--sdk", sdk, "--host", url, *SCENARIOS[scenario]]
+    cmd = [python, str(DRIVER), "--sdk", sdk, "--host", url, *{**SCENARIOS, **CLONE_ONLY}[scenario]]
     cmd += ["--events", str(args.events), "--samples", str(args.samples)]
     cmd += ["--warmup", str(args.warmup)] + (["--gzip"] if gzip else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=DRIVER_TIMEOUT, check=False)
@@ -110,6 +114,12 @@ def main() -> int:
                             f" ({time.monotonic() - t0:.1f} s)",
                             flush=True,
                         )
+            result = run_driver(pythons[CLONE], CLONE, url, HOOK_SCENARIO, False, args)
+            runs[CLONE][scenario_key(HOOK_SCENARIO, False)].append(result)
+            print(
+                f"[round {r + 1}/{args.rounds}] {HOOK_SCENARIO} {describe('latency', result)}",
+                flush=True,
+            )
     results = {
         "meta": {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -129,6 +139,8 @@ def main() -> int:
     Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
     print()
     print(render(results))
+    print()
+    print(render_hook_cost(results))
     print()
     print(QUEUE_FULL_POLICY)
     print(f"Raw runs: {args.json} (python benchmarks/report.py {args.json} re-renders the table)")

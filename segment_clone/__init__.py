@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 from .client import Client
+from .hooks import BeforeSendOption
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE
 from .stats import OnError, StatsSnapshot
 from .uploader import DEFAULT_MAX_RATE_LIMIT_DURATION, DEFAULT_MAX_TOTAL_BACKOFF_DURATION
@@ -53,6 +54,7 @@ oauth_client_key: str | None = None
 oauth_key_id: str | None = None
 oauth_auth_server: str = DEFAULT_AUTH_SERVER
 oauth_scope: str = DEFAULT_SCOPE
+before_send: BeforeSendOption = None
 
 default_client: Client | None = None
 _create_lock = threading.Lock()
@@ -100,6 +102,7 @@ def _client() -> Client:
                 spool_max_bytes=spool_max_bytes,
                 queue_full_policy=queue_full_policy,
                 queue_full_timeout=queue_full_timeout,
+                before_send=before_send,
             )
         return default_client
 
@@ -149,6 +152,16 @@ def shutdown(timeout: float | None = None) -> int:
     return _client().shutdown(timeout)
 
 
+async def aflush(timeout: float | None = None) -> int:
+    """``flush()`` for a running event loop, without blocking it; see ``Client.aflush``."""
+    return await _client().aflush(timeout)
+
+
+async def ashutdown(timeout: float | None = None) -> int:
+    """``shutdown()`` for a running event loop, without blocking it; see ``Client.ashutdown``."""
+    return await _client().ashutdown(timeout)
+
+
 def stats() -> StatsSnapshot:
     """Delivery counters of the default client; see ``Client.stats``."""
     return _client().stats()
@@ -157,7 +170,9 @@ def stats() -> StatsSnapshot:
 __all__ = [
     "VERSION",
     "Client",
+    "aflush",
     "alias",
+    "ashutdown",
     "default_client",
     "flush",
     "group",

@@ -16,11 +16,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from . import lifecycle
+import orjson
+
+from . import aio, lifecycle
 from .compat import LIBRARY
 from .consumer import Consumer
 from .encoding import MAX_MSG_SIZE, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
+from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hooks
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
 from .request import post
@@ -80,6 +83,7 @@ class Client:
         spool_max_bytes = DEFAULT_MAX_BYTES
         queue_full_policy = "drop_newest"
         queue_full_timeout = 1.0
+        before_send = None
 
     log = logging.getLogger("segment")
 
@@ -112,6 +116,7 @@ class Client:
         spool_max_bytes: int = DefaultConfig.spool_max_bytes,
         queue_full_policy: str = DefaultConfig.queue_full_policy,
         queue_full_timeout: float = DefaultConfig.queue_full_timeout,
+        before_send: BeforeSendOption = DefaultConfig.before_send,
     ) -> None:
         require("write_key", write_key, str)
         assert isinstance(write_key, str)  # narrowed for type checkers; require() raised otherwise
@@ -156,6 +161,7 @@ class Client:
         self.max_queue_size = max_queue_size
         self.queue_full_policy = queue_full_policy
         self.queue_full_timeout = queue_full_timeout
+        self._before_send = hook_chain(before_send)
         self.oauth_manager: OauthManager | None = None
         if oauth_client_id and oauth_client_key and oauth_key_id:
             self.oauth_manager = OauthManager(
@@ -417,6 +423,17 @@ class Client:
         msg["anonymousId"] = stringify_id(msg.get("anonymousId"))
 
         data, msg = encode_message(msg)
+        if self._before_send is not None:
+            final = run_hooks(
+                self._before_send,
+                orjson.loads(data),
+                check_segment_message,
+                self._reporter,
+                self.debug,
+            )
+            if final is None:
+                return False, msg
+            data, msg = encode_message(final)
         if len(data) > MAX_MSG_SIZE:
             raise RuntimeError(
                 f"Message exceeds {MAX_MSG_SIZE // 1024}kb limit: {len(data)} bytes "
@@ -537,12 +554,21 @@ class Client:
         Returns the number of messages still pending: 0 unless ``timeout`` (seconds) ran out.
         Restarts consumers stopped by ``join()`` so that nothing queued is stranded.
         """
-        self._adopt_process()
-        if self.consumers is None or not self.queue.unfinished_tasks:
+        if not self._flush_needed():
             return 0
-        self._start()
         with self.queue.flushing():
             drained = self.queue.join(timeout)
+        return self._flushed(drained, timeout)
+
+    def _flush_needed(self) -> bool:
+        """True if messages are pending; then the consumers are (re)started to send them."""
+        self._adopt_process()
+        if self.consumers is None or not self.queue.unfinished_tasks:
+            return False
+        self._start()
+        return True
+
+    def _flushed(self, drained: bool, timeout: float | None) -> int:
         pending = self.queue.unfinished_tasks
         if drained:
             self.log.debug("successfully flushed")
@@ -556,15 +582,21 @@ class Client:
         Messages still queued stay queued: a later ``flush()`` or the exit hook sends them.
         Returns the number of messages still pending.
         """
-        self._adopt_process()
         deadline = None if timeout is None else time.monotonic() + timeout
+        for consumer in self._pause():
+            consumer.join(_remaining(deadline))
+        return self._joined()
+
+    def _pause(self) -> list[Consumer]:
+        """Ask every consumer thread to stop; return those that were started."""
+        self._adopt_process()
         with self._lock:
             consumers = list(self.consumers or [])
         for consumer in consumers:
             consumer.pause()
-        for consumer in consumers:
-            if consumer.ident is not None:
-                consumer.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return [consumer for consumer in consumers if consumer.ident is not None]
+
+    def _joined(self) -> int:
         if self.oauth_manager is not None:
             self.oauth_manager.stop()
         pending = self.queue.unfinished_tasks
@@ -576,7 +608,43 @@ class Client:
         """``flush()`` then ``join()``, sharing one ``timeout``; returns messages still pending."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.flush(timeout)
-        return self.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return self.join(_remaining(deadline))
+
+    # -- the same lifecycle for asyncio: awaits progress, never blocks the event loop ------------
+
+    async def aflush(self, timeout: float | None = None) -> int:
+        """``flush()`` for a running event loop: the loop keeps running while it waits.
+
+        Safe to cancel (for example by ``asyncio.wait_for``): the consumers go on delivering.
+        """
+        if not self._flush_needed():
+            return 0
+        with self.queue.flushing():
+            drained = await aio.wait(self.queue, timeout)
+        return self._flushed(drained, timeout)
+
+    async def ajoin(self, timeout: float | None = None) -> int:
+        """``join()`` for a running event loop; returns the number of messages still pending."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for consumer in self._pause():
+            await aio.wait(consumer.stopped, _remaining(deadline))
+        return self._joined()
+
+    async def ashutdown(self, timeout: float | None = None) -> int:
+        """``shutdown()`` for a running event loop: ``aflush()`` then ``ajoin()`` within one
+        ``timeout``. Idempotent, and safe to cancel: what is pending stays owed, to a later
+        ``ashutdown()``, ``flush()`` or the exit hook."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        await self.aflush(timeout)
+        return await self.ajoin(_remaining(deadline))
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leaving ``async with`` shuts down within ``shutdown_timeout``, as the exit hook does;
+        what is still pending then is left to the exit hook."""
+        await self.ashutdown(self.shutdown_timeout)
 
     def stats(self) -> StatsSnapshot:
         """Counters since this client was created: enqueued, delivered, retried, dropped
@@ -623,6 +691,10 @@ class _SyncSender(Uploader):
 
     def _send(self, batch: list[Any], retry_count: int) -> Any:
         return self._post_with(post, batch, retry_count)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _feed(queue: MessageQueue, messages: list[bytes]) -> None:

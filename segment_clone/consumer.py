@@ -19,6 +19,7 @@ import threading
 from threading import Thread
 from typing import Any, Protocol
 
+from .aio import Latch
 from .compat import ForeignQueue
 from .encoding import MAX_MSG_SIZE
 from .errors import APIError, FatalError, ShutdownInterrupted
@@ -110,6 +111,8 @@ class Consumer(Uploader, Thread):
         self.reporter = reporter or DropReporter(self.stats, on_error, self.log)
         self.spool = spool
         self.in_flight: list[Any] = []
+        self.stopped = Latch()
+        """Opened when ``run`` returns: what ``Client.ajoin`` awaits instead of ``join()``."""
         self._source: BatchSource | None = (
             None
             if queue is None
@@ -128,11 +131,14 @@ class Consumer(Uploader, Thread):
         self.reporter.on_error = value
 
     def run(self) -> None:
-        while self.running:
-            try:
-                self.upload()
-            except Exception:  # a bug here must not silently stop delivery
-                self.log.exception("consumer error; continuing")
+        try:
+            while self.running:
+                try:
+                    self.upload()
+                except Exception:  # a bug here must not silently stop delivery
+                    self.log.exception("consumer error; continuing")
+        finally:
+            self.stopped.open()
 
     def pause(self) -> None:
         """Stop after the current request; a pending retry wait is cut short."""

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import accumulate
+from typing import Callable
 
 BATCH_SIZE_LIMIT = 475000
 """Bytes of messages per batch, leaving room for the envelope under the API's 500 KB."""
@@ -41,6 +42,7 @@ class MessageQueue:
         self._done = threading.Condition(self._lock)
         self._unfinished = 0
         self._flushing = 0
+        self._waiters: list[Callable[[], None]] = []
         self.accepted = 0
 
     def qsize(self) -> int:
@@ -137,13 +139,31 @@ class MessageQueue:
             if count > self._unfinished:
                 raise ValueError("task_done() called more times than there were items")
             self._unfinished -= count
-            if not self._unfinished:
-                self._done.notify_all()
+            if self._unfinished:
+                return
+            self._done.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item is finished; return False if ``timeout`` ran out first."""
         with self._lock:
             return self._done.wait_for(lambda: not self._unfinished, timeout)
+
+    def add_waiter(self, waiter: Callable[[], None]) -> bool:
+        """Call ``waiter()`` once, on the finishing thread, when no item is left unfinished;
+        return False (and never call it) if none is unfinished now. ``join`` for event loops."""
+        with self._lock:
+            if not self._unfinished:
+                return False
+            self._waiters.append(waiter)
+            return True
+
+    def remove_waiter(self, waiter: Callable[[], None]) -> None:
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
     @contextmanager
     def flushing(self) -> Iterator[None]:

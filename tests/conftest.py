@@ -28,7 +28,7 @@ MODULE_GLOBALS = [
     "upload_interval", "max_total_backoff_duration", "max_rate_limit_duration",
     "shutdown_timeout", "spool_path", "spool_max_bytes", "queue_full_policy",
     "queue_full_timeout", "oauth_client_id", "oauth_client_key", "oauth_key_id",
-    "oauth_auth_server", "oauth_scope",
+    "oauth_auth_server", "oauth_scope", "before_send",
 ]  # fmt: skip
 
 
@@ -126,3 +126,11 @@ def async_consumers() -> Iterator[Callable[..., AsyncBufferedConsumer]]:
     yield make
     for consumer in made:
         consumer.shutdown(timeout=10)
+
+
+@pytest.fixture
+def module_client(server: ScriptedServer, fresh_module: None) -> None:
+    """The module-level proxies (``segment_clone.track`` etc.) send to the scripted server;
+    ``fresh_module`` restores the globals and joins the default client afterwards."""
+    analytics.write_key = "wk"
+    analytics.host = server.url

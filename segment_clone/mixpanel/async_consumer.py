@@ -20,7 +20,7 @@ from typing import Any, Callable
 import orjson
 import requests
 
-from .. import lifecycle
+from .. import aio, lifecycle
 from ..consumer import Consumer as QueueConsumer
 from ..errors import MessageDropped
 from ..message_queue import MessageQueue
@@ -259,15 +259,31 @@ class AsyncBufferedConsumer:
         Returns the number of messages still pending: 0 unless ``timeout`` ran out.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        with ExitStack() as stack:
+            for lane in self._flush_lanes(stack):
+                lane.queue.join(_remaining(deadline))
+        return self._flushed(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> int:
+        """``flush()`` for a running event loop: it awaits the lane threads' progress and never
+        blocks the loop. Safe to cancel: the lanes go on delivering."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with ExitStack() as stack:
+            for lane in self._flush_lanes(stack):
+                await aio.wait(lane.queue, _remaining(deadline))
+        return self._flushed(timeout)
+
+    def _flush_lanes(self, stack: ExitStack) -> list[_Lane]:
+        """The lanes with messages pending, running and flushing until ``stack`` closes."""
         lanes = [lane for lane in self._snapshot() if lane.queue.unfinished_tasks]
         if lanes:
             lifecycle.hold(self)
-        with ExitStack() as stack:
-            for lane in lanes:
-                lane.ensure_running()
-                stack.enter_context(lane.queue.flushing())
-            for lane in lanes:
-                lane.queue.join(_remaining(deadline))
+        for lane in lanes:
+            lane.ensure_running()
+            stack.enter_context(lane.queue.flushing())
+        return lanes
+
+    def _flushed(self, timeout: float | None) -> int:
         pending = self._pending()
         if pending:
             logger.warning("flush timed out after %ss with %d messages pending", timeout, pending)

@@ -11,9 +11,13 @@ import json
 import logging
 import time
 import uuid
+from functools import partial
 from typing import Any, Callable, Protocol
 
+from ..hooks import BeforeSendOption, hook_chain, run_hooks
+from ..stats import DropReporter, Stats
 from ..version import VERSION
+from .async_consumer import AsyncBufferedConsumer
 from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelException
@@ -22,6 +26,14 @@ from .serialization import DatetimeSerializer, json_dumps
 logger = logging.getLogger("mixpanel")
 
 Properties = dict[str, Any]
+
+_REQUIRED = {
+    "events": ("event", "properties"),
+    "imports": ("event", "properties"),
+    "people": ("$token", "$distinct_id"),
+    "groups": ("$token", "$group_key", "$group_id"),
+}
+"""What a message that ``before_send`` returns must still have, per endpoint."""
 
 
 class EventSender(Protocol):
@@ -41,6 +53,11 @@ class Mixpanel:
     through its own fresh ``Consumer()`` to ``api.mixpanel.com``, as upstream; with
     ``alias_uses_consumer=True`` it goes through ``consumer`` (and so its host, e.g. EU or IN
     residency) instead. Feature flags are not supported: passing a flags config raises.
+
+    ``before_send`` takes the same hooks as ``segment_clone.Client``; they see each message as
+    a dict before it is handed to the consumer. Their drops are counted in an
+    ``AsyncBufferedConsumer``'s ``stats()`` and reach its ``on_error``; with other consumers they
+    are logged on the ``"mixpanel"`` logger.
     """
 
     def __init__(
@@ -53,6 +70,7 @@ class Mixpanel:
         credentials: ServiceAccountCredentials | None = None,
         *,
         alias_uses_consumer: bool = False,
+        before_send: BeforeSendOption = None,
     ) -> None:
         if local_flags_config is not None or remote_flags_config is not None:
             raise MixpanelException("feature flags are not supported by segment_clone.mixpanel")
@@ -66,6 +84,8 @@ class Mixpanel:
         self._serializer = serializer
         self._credentials = credentials
         self._alias_uses_consumer = alias_uses_consumer
+        self._before_send = hook_chain(before_send)
+        self._log_drops = DropReporter(Stats(), None, logger)
 
     def _now(self) -> float:
         return time.time()
@@ -84,7 +104,7 @@ class Mixpanel:
     ) -> None:
         """Record ``event_name`` for ``distinct_id`` (endpoint ``events``)."""
         event = self._event(distinct_id, event_name, self._now(), properties, meta)
-        self._consumer.send("events", self._dumps(event))
+        self._send("events", event)
 
     def import_data(
         self,
@@ -102,7 +122,7 @@ class Mixpanel:
         """
         _warn_deprecated_auth(api_key, api_secret)
         event = self._event(distinct_id, event_name, timestamp, properties, meta)
-        self._send_import(self._dumps(event), api_key, api_secret)
+        self._send("imports", event, (api_key, api_secret))
 
     def alias(self, alias_id: Any, original: Any, meta: Properties | None = None) -> None:
         """Create an alias, synchronously: see the class docstring for where it is sent."""
@@ -112,8 +132,7 @@ class Mixpanel:
         }
         if meta:
             event.update(meta)
-        consumer = self._consumer if self._alias_uses_consumer else Consumer()
-        consumer.send("events", self._dumps(event))
+        self._send("events", event, consumer=None if self._alias_uses_consumer else Consumer())
 
     def merge(
         self,
@@ -131,7 +150,7 @@ class Mixpanel:
         }
         if meta:
             event.update(meta)
-        self._send_import(self._dumps(event), api_key, api_secret)
+        self._send("imports", event, (api_key, api_secret))
 
     # -- people -------------------------------------------------------------------------------
 
@@ -189,7 +208,7 @@ class Mixpanel:
 
     def people_update(self, message: Properties, meta: Properties | None = None) -> None:
         """Send a raw profile update (endpoint ``people``) with ``$token`` and ``$time`` added."""
-        self._consumer.send("people", self._dumps(self._profile(message, meta)))
+        self._send("people", self._profile(message, meta))
 
     # -- groups -------------------------------------------------------------------------------
 
@@ -223,7 +242,7 @@ class Mixpanel:
 
     def group_update(self, message: Properties, meta: Properties | None = None) -> None:
         """Send a raw group update (endpoint ``groups``) with ``$token`` and ``$time`` added."""
-        self._consumer.send("groups", self._dumps(self._profile(message, meta)))
+        self._send("groups", self._profile(message, meta))
 
     # -- feature flags (not supported) and 5.x context-manager hooks ---------------------------
 
@@ -295,9 +314,41 @@ class Mixpanel:
         message = {"$group_key": group_key, "$group_id": group_id, operation: value}
         return self.group_update(message, meta=meta)
 
-    def _send_import(self, json_message: str, api_key: str | None, api_secret: str | None) -> None:
-        send: Callable[..., object] = self._consumer.send
-        send("imports", json_message, (api_key, api_secret))
+    def _send(
+        self,
+        endpoint: str,
+        message: Properties,
+        auth: tuple[str | None, str | None] | None = None,
+        consumer: EventSender | None = None,
+    ) -> None:
+        """Encode ``message``, pass it through ``before_send`` and hand it to the consumer."""
+        json_message = self._dumps(message)
+        if self._before_send is not None:
+            final = run_hooks(
+                self._before_send,
+                json.loads(json_message),
+                partial(_check, endpoint),
+                self._drop_reporter(),
+                debug=False,
+            )
+            if final is None:
+                return
+            json_message = self._dumps(final)
+        send: Callable[..., object] = (self._consumer if consumer is None else consumer).send
+        send(endpoint, json_message, *([] if auth is None else [auth]))
+
+    def _drop_reporter(self) -> DropReporter:
+        consumer = self._consumer
+        if isinstance(consumer, AsyncBufferedConsumer):
+            return consumer._reporter  # counted in its stats() and passed to its on_error
+        return self._log_drops
+
+
+def _check(endpoint: str, message: Properties) -> None:
+    """Refuse a message that ``before_send`` left without what its endpoint needs."""
+    missing = [key for key in _REQUIRED[endpoint] if key not in message]
+    if missing:
+        raise ValueError(f"a message for {endpoint} needs {', '.join(missing)}")
 
 
 def _warn_deprecated_auth(api_key: str | None, api_secret: str | None) -> None:
