@@ -21,7 +21,7 @@ import orjson
 from . import aio, lifecycle
 from .compat import LIBRARY
 from .consumer import Consumer
-from .encoding import MAX_MSG_SIZE, encode_message
+from .encoding import MAX_MSG_SIZE, decode_message, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hooks
 from .message_queue import MessageQueue
@@ -422,18 +422,22 @@ class Client:
         msg["userId"] = stringify_id(msg["userId"])
         msg["anonymousId"] = stringify_id(msg.get("anonymousId"))
 
-        data, msg = encode_message(msg)
+        data, encoded = encode_message(msg)
         if self._before_send is not None:
+            # What orjson wrote it reads back exactly; the sanitized path may hold integers
+            # beyond 64 bits or escaped lone surrogates, which only the json module keeps.
+            copy = orjson.loads(data) if encoded is msg else decode_message(data)
             final = run_hooks(
                 self._before_send,
-                orjson.loads(data),
+                copy,
                 check_segment_message,
                 self._reporter,
                 self.debug,
             )
             if final is None:
-                return False, msg
-            data, msg = encode_message(final)
+                return False, encoded
+            data, encoded = encode_message(final)
+        msg = encoded
         if len(data) > MAX_MSG_SIZE:
             raise RuntimeError(
                 f"Message exceeds {MAX_MSG_SIZE // 1024}kb limit: {len(data)} bytes "

@@ -217,3 +217,18 @@ def test_no_tree_makes_the_encoder_raise(tree: Any) -> None:
     reference, _ = sanitize(msg)
     assert sent == json.loads(json.dumps(reference, allow_nan=False))
     assert Client("wk", send=False).track("u1", "e", {"x": tree})[0] or len(data) > 32768
+
+
+def test_before_send_sees_hostile_values_exactly(make_client: MakeClient) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def hook(message: dict[str, Any]) -> dict[str, Any]:
+        seen.append(message["properties"])
+        return message
+
+    client = make_client(before_send=hook)
+    ok, msg = client.track("u1", "e", {"n": 2**70, "s": "ab\ud800", "bad": b"\xff"})
+    assert ok
+    assert seen == [{"n": 2**70, "s": "ab\ud800"}]
+    assert msg["properties"] == {"n": 2**70, "s": "ab\ud800"}
+    assert client.flush(timeout=10) == 0
