@@ -1,16 +1,17 @@
-"""``Session``: a ``requests.Session`` whose plain POSTs take a short path to urllib3.
+"""``Session``: a ``requests.Session`` whose plain POSTs take a short path of their own.
 
 ``segment_clone.request._session`` is one of these, so everything users do with
 analytics-python's ``_session`` still works: patch ``_session.post`` (or
 ``requests.Session.post``), set ``verify``, ``cert``, ``proxies``, ``headers`` or ``trust_env``,
-or mount an adapter. What it saves is requests' per-call machinery, about a millisecond of
-Python per batch on a thread that shares the GIL with the application: preparing and merging
-the request, reading proxy settings from the environment, hooks, cookies and redirect handling.
+or mount an adapter. What it saves is about a millisecond of Python per batch, on a thread that
+shares the GIL with the application: requests' per-call preparing and merging, its reading of
+proxy settings from the environment, hooks, cookies, and urllib3's general-purpose connection
+handling (``keepalive`` does the HTTP instead).
 
 The short path is taken only when none of that can change the outcome: a POST with a bytes or
 text body and no per-call extras, to a URL served by one of the session's own stock adapters,
-with no session auth, params, hooks or cookies. It honours the session's ``verify``, ``cert``,
-``proxies``, ``headers`` and ``trust_env`` exactly as requests merges them, raises the
+with no session auth, params, hooks or cookies, and no proxy. It honours the session's
+``verify``, ``cert``, ``headers`` and ``trust_env`` as requests does, raises the
 ``requests.exceptions`` types, and returns a ``requests.Response``. Anything else goes through
 ``requests.Session.request`` unchanged, and so does a 307 or 308 answer, which requests then
 follows.
@@ -24,39 +25,30 @@ from __future__ import annotations
 
 import io
 import os
+import ssl
 import weakref
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import (
     DEFAULT_CA_BUNDLE_PATH,
-    get_auth_from_url,
     get_encoding_from_headers,
     get_environ_proxies,
     select_proxy,
 )
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    NewConnectionError,
-    ProxyError,
-    ReadTimeoutError,
-    SSLError,
-)
+
+from .keepalive import Answer, Origin, Pool
 
 POOL_SIZE = 32
-"""Keep-alive connections kept per host: the session is shared by every consumer thread of
-every client in the process (requests' own adapters keep 10)."""
-
+"""Idle keep-alive connections kept per origin: the session is shared by every consumer thread
+of every client in the process (requests' own adapters keep 10)."""
 BODY_KEEPING_REDIRECTS = frozenset({307, 308})
 """Redirects requests follows with the same method and body. A 301, 302 or 303 would make
 requests repeat the batch as a GET without its body, and the batch would be lost behind a
 success; the short path returns those answers as they are (the caller reports them)."""
-
-_PoolKey = tuple[str | None, Any, Any]
-"""(proxy URL, verify, cert): each combination needs its own urllib3 pool manager."""
 
 
 class Session(requests.Session):
@@ -65,7 +57,9 @@ class Session(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._stock_adapters = tuple(self.adapters.values())
-        self._managers: dict[_PoolKey, urllib3.PoolManager] = {}
+        self._origins: dict[str, Origin] = {}
+        self._pools: dict[tuple[Origin, Any], Pool] = {}
+        self._tls: dict[tuple[Any, Any], ssl.SSLContext] = {}
         self._environment: dict[tuple[str, str | None], tuple[dict[str, str], str | None]] = {}
         os.register_at_fork(after_in_child=partial(_close_in_child, weakref.ref(self)))
 
@@ -98,7 +92,9 @@ class Session(requests.Session):
         ):
             body = data.encode() if isinstance(data, str) else data
             response = self._post(url, body, headers, timeout, proxies)
-            if not (allow_redirects and response.status_code in BODY_KEEPING_REDIRECTS):
+            if response is not None and not (
+                allow_redirects and response.status_code in BODY_KEEPING_REDIRECTS
+            ):
                 return response
         return super().request(
             method,
@@ -121,9 +117,9 @@ class Session(requests.Session):
 
     def close(self) -> None:
         super().close()
-        managers, self._managers = self._managers, {}
-        for manager in managers.values():
-            manager.clear()
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
 
     def _plain(self, url: str) -> bool:
         """True when requests' machinery could not change what this POST does."""
@@ -143,47 +139,45 @@ class Session(requests.Session):
         headers: Any,
         timeout: Any,
         proxies: dict[str, str] | None,
-    ) -> requests.Response:
+    ) -> requests.Response | None:
+        """The POST on the short path, or None when a proxy applies (requests' path)."""
         env_proxies, env_bundle = self._environment_for(url, proxies)
         # requests' precedence: this call's proxies, then the environment's, then the session's
         merged_proxies = {**(self.proxies or {}), **env_proxies, **(proxies or {})}
-        proxy = select_proxy(url, {k: v for k, v in merged_proxies.items() if v is not None})
-        verify = self.verify if env_bundle is None else env_bundle
-        if (
-            url.startswith("https://")
-            and verify is not False
-            and not os.path.exists(_bundle(verify))
-        ):
-            raise OSError(
-                f"Could not find a suitable TLS CA certificate bundle, invalid path: {verify}"
-            )
+        if select_proxy(url, {k: v for k, v in merged_proxies.items() if v is not None}):
+            return None
+        origin = self._origin(url)
+        tls_key = None
+        if origin.tls:
+            verify = self.verify if env_bundle is None else env_bundle
+            tls_key = (verify, tuple(self.cert) if isinstance(self.cert, list) else self.cert)
+        pool = self._pools.get((origin, tls_key))
+        if pool is None:
+            tls = None if tls_key is None else self._tls_context(*tls_key)
+            pool = self._pools.setdefault((origin, tls_key), Pool(origin, tls, POOL_SIZE))
         merged = CaseInsensitiveDict(self.headers)
         merged.update(headers or {})
-        sent = {k: v for k, v in merged.items() if v is not None}
-        manager = self._manager(proxy or None, verify, self.cert)
-        try:
-            raw = manager.urlopen(
-                "POST",
-                url,
-                body=body,
-                headers=sent,
-                timeout=_timeout(timeout),
-                retries=False,
-                redirect=False,
-            )
-        except NewConnectionError as e:
-            raise requests.ConnectionError(e) from e
-        except ConnectTimeoutError as e:
-            raise requests.ConnectTimeout(e) from e
-        except ReadTimeoutError as e:
-            raise requests.ReadTimeout(e) from e
-        except ProxyError as e:
-            raise requests.exceptions.ProxyError(e) from e
-        except SSLError as e:
-            raise requests.exceptions.SSLError(e) from e
-        except urllib3.exceptions.HTTPError as e:
-            raise requests.ConnectionError(e) from e
-        return _response(url, raw)
+        head = [
+            b"POST %s HTTP/1.1" % origin.target.encode(),
+            b"Host: " + origin.host_header.encode(),
+        ]
+        head += [_header(k, v) for k, v in merged.items() if v is not None]
+        head.append(b"Content-Length: %d\r\n\r\n" % len(body))
+        connect, read = _timeouts(timeout)
+        return _response(url, pool.post(b"\r\n".join(head), body, connect, read))
+
+    def _origin(self, url: str) -> Origin:
+        origin = self._origins.get(url)
+        if origin is None:
+            parts = urlsplit(url)
+            tls = parts.scheme == "https"
+            host = parts.hostname or ""
+            port = parts.port or (443 if tls else 80)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            shown = f"[{host}]" if ":" in host else host
+            host_header = shown if port == (443 if tls else 80) else f"{shown}:{port}"
+            origin = self._origins[url] = Origin(host, port, tls, target, host_header)
+        return origin
 
     def _environment_for(
         self, url: str, proxies: dict[str, str] | None
@@ -199,67 +193,61 @@ class Session(requests.Session):
             self._environment[(url, no_proxy)] = known
         return known
 
-    def _manager(self, proxy: str | None, verify: Any, cert: Any) -> urllib3.PoolManager:
-        key = (proxy, verify, tuple(cert) if isinstance(cert, list) else cert)
-        manager = self._managers.get(key)
-        if manager is None:
-            manager = self._managers.setdefault(key, _new_manager(proxy, verify, cert))
-        return manager
+    def _tls_context(self, verify: Any, cert: Any) -> ssl.SSLContext:
+        """The TLS settings of requests' ``verify`` and ``cert``, built once per value."""
+        context = self._tls.get((verify, cert))
+        if context is None:
+            context = self._tls.setdefault((verify, cert), _new_tls_context(verify, cert))
+        return context
 
 
-def _tls_settings(verify: Any, cert: Any) -> dict[str, Any]:
-    """urllib3 TLS arguments for requests' ``verify`` and ``cert`` values."""
-    settings: dict[str, Any] = {}
+def _new_tls_context(verify: Any, cert: Any) -> ssl.SSLContext:
     if verify is False:
-        settings["cert_reqs"] = "CERT_NONE"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     else:
-        bundle = _bundle(verify)
-        settings["cert_reqs"] = "CERT_REQUIRED"
-        settings["ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"] = bundle
+        bundle = DEFAULT_CA_BUNDLE_PATH if verify is True or verify is None else str(verify)
+        if not os.path.exists(bundle):
+            raise OSError(
+                f"Could not find a suitable TLS CA certificate bundle, invalid path: {bundle}"
+            )
+        is_dir = os.path.isdir(bundle)
+        context = ssl.create_default_context(
+            cafile=None if is_dir else bundle, capath=bundle if is_dir else None
+        )
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # as urllib3 2
     if cert:
         cert_file, key_file = (cert, None) if isinstance(cert, str) else cert
-        settings["cert_file"] = cert_file
-        settings["key_file"] = key_file
-    return settings
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
-def _bundle(verify: Any) -> str:
-    return DEFAULT_CA_BUNDLE_PATH if verify is True or verify is None else str(verify)
+def _header(name: str | bytes, value: str | bytes) -> bytes:
+    """One header line; requests refuses values that would split the request, and so do we."""
+    line = (name if isinstance(name, bytes) else name.encode("latin-1")) + b": "
+    line += value if isinstance(value, bytes) else str(value).encode("latin-1")
+    if b"\r" in line or b"\n" in line:
+        raise requests.exceptions.InvalidHeader(f"header {name!r} holds a line break")
+    return line
 
 
-def _new_manager(proxy: str | None, verify: Any, cert: Any) -> urllib3.PoolManager:
-    tls = _tls_settings(verify, cert)
-    if proxy is None:
-        return urllib3.PoolManager(maxsize=POOL_SIZE, **tls)
-    user, password = get_auth_from_url(proxy)
-    if proxy.lower().startswith("socks"):
-        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks, as in requests
-
-        return SOCKSProxyManager(
-            proxy, username=user or None, password=password or None, maxsize=POOL_SIZE, **tls
-        )
-    proxy_headers = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
-    return urllib3.ProxyManager(proxy, proxy_headers=proxy_headers, maxsize=POOL_SIZE, **tls)
-
-
-def _timeout(timeout: Any) -> urllib3.Timeout:
+def _timeouts(timeout: Any) -> tuple[float | None, float | None]:
     """requests' ``timeout``: seconds for both phases, or a ``(connect, read)`` pair."""
-    if isinstance(timeout, urllib3.Timeout):
-        return timeout
     if isinstance(timeout, tuple):
         connect, read = timeout
-        return urllib3.Timeout(connect=connect, read=read)
-    return urllib3.Timeout(connect=timeout, read=timeout)
+        return connect, read
+    return timeout, timeout
 
 
-def _response(url: str, raw: urllib3.BaseHTTPResponse) -> requests.Response:
-    """The urllib3 answer (already read, its connection back in the pool) as requests'."""
+def _response(url: str, answer: Answer) -> requests.Response:
+    """The answer as the ``requests.Response`` requests would have built."""
     response = requests.Response()
-    response.status_code = raw.status
-    response.reason = raw.reason or ""
-    response.headers = CaseInsensitiveDict(raw.headers)
+    response.status_code = answer.status
+    response.reason = answer.reason
+    response.headers = CaseInsensitiveDict(answer.headers)
     response.encoding = get_encoding_from_headers(response.headers)
-    response.raw = io.BytesIO(raw.data)
+    response.raw = io.BytesIO(answer.body)
     response.url = url
     return response
 

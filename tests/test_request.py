@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import ssl
 from base64 import b64encode
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -114,10 +115,9 @@ def test_timeout_is_applied(server: ScriptedServer) -> None:
 def test_tls_verification_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
-    session = Session()
-    pool = session._manager(None, session.verify, None).connection_from_url("https://x.invalid")
-    assert pool.cert_reqs == "CERT_REQUIRED"
-    assert pool.ca_certs == requests.utils.DEFAULT_CA_BUNDLE_PATH
+    context = Session()._tls_context(True, None)
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.get_ca_certs()  # certifi's bundle, as requests uses
 
 
 def test_write_key_never_logged(server: ScriptedServer, caplog: pytest.LogCaptureFixture) -> None:
