@@ -12,7 +12,7 @@ PEER_STAMP := $(PEER_VENV)/.installed-2.4.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,plan]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -69,6 +69,8 @@ def test_stats_count_by_source_and_type(store: EventStore) -> None:
     assert store.stats() == {
         "total": 3,
         "duplicates": 1,
+        "invalid": 0,
+        "rejected": {},
         "sources": {"segment": {"total": 3, "duplicates": 1, "types": {"page": 1, "track": 2}}},
     }
 
