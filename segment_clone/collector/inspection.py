@@ -2,7 +2,8 @@
 
 None of these is subject to fault injection, so a test can always see what was stored.
 Filters are the same everywhere (``query_from_params``), and ``wait=N&timeout=S`` on
-``/api/events`` holds the answer until N messages match: tests need no polling loop.
+``/api/events`` and ``/api/entries`` holds the answer until N messages match: tests need no
+polling loop, and ``segment-clone events --follow`` none either.
 """
 
 from __future__ import annotations
@@ -42,14 +43,18 @@ class Inspected(Protocol):
 def routes(collector: Inspected) -> list[Route]:
     store = collector.store
 
+    def wait(params: dict[str, str], matching: Query) -> None:
+        """Hold the answer while fewer than ``wait`` messages match, up to ``timeout``."""
+        wanted = _number(params, "wait", int, 0, None)
+        timeout = _number(params, "timeout", float, 0, MAX_WAIT_TIMEOUT)
+        if wanted:
+            ready = lambda: store.count(matching) >= wanted  # noqa: E731
+            collector.changes.wait(ready, DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
+
     def events(request: Request) -> Response:
         query = query_from_params(request.query)
         matching = replace(query, limit=None)
-        wait = _number(request.query, "wait", int, 0, None)
-        if wait:
-            timeout = _number(request.query, "timeout", float, 0, MAX_WAIT_TIMEOUT)
-            ready = lambda: store.count(matching) >= wait  # noqa: E731
-            collector.changes.wait(ready, DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
+        wait(request.query, matching)
         total = store.count(matching)
         bodies = ",".join(s.body for s in store.find(query))
         return Response(body=f'{{"total":{total},"events":[{bodies}]}}'.encode())
@@ -59,6 +64,7 @@ def routes(collector: Inspected) -> list[Route]:
         limit = _number(params, "limit", int, 1, MAX_PAGE_SIZE) or PAGE_SIZE
         query = replace(query_from_params(params), limit=None)
         oldest_first = params.get("order") == "asc"
+        wait(params, query)
         listed = store.entries(query, limit, oldest_first)
         return Response.json(
             {

@@ -298,6 +298,7 @@ class Collector:
 
     def assert_no_violations(self, **filters: Any) -> None:
         """Raise ``AssertionError`` listing every violation, if there is any."""
+        __tracebackhide__ = True  # pytest shows the caller's line
         found = self.violations(**filters)
         if found:
             lines = [f"{v['event']}: {v['message']} ({v['type']})" for v in found]
