@@ -36,6 +36,7 @@ CAPTURE_UPLOAD_INTERVAL = 0.05
 """Partial batches are sent after 50 ms instead of 500, so ``wait_for`` returns quickly."""
 _SETTINGS = ("write_key", "host", "send", "sync_mode", "upload_interval", "default_client")
 PLAN_HELP = "tracking plan that the collector fixture checks every message against"
+_PLAN = pytest.StashKey[Plan]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -45,20 +46,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("segment_clone_plan", f"{PLAN_HELP} (relative to the ini file)", default="")
 
 
-@pytest.fixture(scope="session")
-def segment_clone_plan(pytestconfig: pytest.Config) -> Plan | None:
-    """The tracking plan the options name, compiled once per session; None without one."""
-    path: str | Path | None = pytestconfig.getoption("segment_clone_plan")
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the plan once, before any test runs: a plan that cannot be used stops the run."""
+    path: str | Path | None = config.getoption("segment_clone_plan")
     if not path:
-        ini: str = pytestconfig.getini("segment_clone_plan")
+        ini: str = config.getini("segment_clone_plan")
         if not ini:
-            return None
-        base = pytestconfig.inipath.parent if pytestconfig.inipath else pytestconfig.rootpath
-        path = base / ini
+            return
+        path = (config.inipath.parent if config.inipath else config.rootpath) / ini
     try:
-        return load_plan(path)
+        config.stash[_PLAN] = load_plan(path)
     except PlanError as e:
         raise pytest.UsageError(f"segment_clone: {e}") from None
+
+
+@pytest.fixture(scope="session")
+def segment_clone_plan(pytestconfig: pytest.Config) -> Plan | None:
+    """The tracking plan the options name; None without one. Override it to choose in code."""
+    return pytestconfig.stash.get(_PLAN, None)
 
 
 @pytest.fixture
