@@ -222,7 +222,7 @@
     const stats = await api("/api/stats", new URLSearchParams());
     state.plan = stats.plan;
     $("plan").textContent = stats.plan
-      ? `tracking plan ${stats.plan.name}: ${stats.plan.rules} rules, ${stats.plan.mode} mode`
+      ? `tracking plan: ${stats.plan.name} · ${stats.plan.rules} rules · ${stats.plan.mode} mode`
       : "no tracking plan";
     $("total").textContent = stats.total.toLocaleString();
     const sources = Object.entries(stats.sources).map(([source, s]) => {
