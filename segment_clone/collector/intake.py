@@ -17,10 +17,9 @@ from typing import Any, Callable
 
 import orjson
 
-from .plan import Plan
+from .plan import Plan, Violation
 from .routing import ErrorBody, Headers, HTTPError, Request, Response, Route
 from .store import Delivery, EventStore, Row
-from .subjects import Subject
 
 log = logging.getLogger("segment_clone.collector")
 
@@ -35,8 +34,8 @@ class EventAPI:
     """An API that brings events: its ``source`` name, and how its messages meet a plan."""
 
     source: str
-    subject: Callable[[str, Mapping[str, Any]], Subject | None]
-    """What a message of a row type is checked as; None: not checked."""
+    check: Callable[[Plan, str, Mapping[str, Any]], list[Violation]]
+    """The violations of a message (given with its row type)."""
 
 
 class Intake:
@@ -77,11 +76,11 @@ class Intake:
 
     def checked(self, api: EventAPI, parsed: Parsed) -> list[Row]:
         """The rows with their violations; in block mode, a 400 listing them if there are any."""
-        assert self.plan is not None
+        plan, check = self.plan, api.check
+        assert plan is not None
         rows, refusals = [], []
         for i, (row, message) in enumerate(parsed):
-            subject = api.subject(row.type, message)
-            found = [] if subject is None else subject.check(self.plan)
+            found = check(plan, row.type, message)
             if found:
                 listed = [v.as_json() for v in found]
                 row = row._replace(violations=orjson.dumps(listed).decode())

@@ -24,7 +24,7 @@ from .intake import EventAPI, Intake, Parsed
 from .routing import Headers, HTTPError, Request, Response, Route
 from .segment_api import string_id
 from .store import Row
-from .subjects import mixpanel_subject
+from .subjects import mixpanel_violations
 
 SOURCE = "mixpanel"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -37,7 +37,7 @@ MAX_FORM_FIELDS = 20
 OPERATIONS = ("$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete")
 """Profile and group update operations; the first one found is stored as the row's ``event``."""
 OK = b'{"status":1,"error":null}'
-EVENTS = EventAPI(SOURCE, mixpanel_subject)
+EVENTS = EventAPI(SOURCE, mixpanel_violations)
 
 
 def routes(intake: Intake, secret: ProjectSecret | None = None) -> list[Route]:

@@ -31,6 +31,7 @@ RULE_TYPES = {
     "SCREEN": "screen",
     "COMMON": "common",
 }
+KINDS = ("track", "identify", "group", "page", "screen", "alias")
 NAMED_KINDS = ("track", "page", "screen")
 """Kinds whose rules have a key: the event, page or screen name."""
 COMPACT_TYPES = ("string", "number", "integer", "boolean", "object", "array", "null")
@@ -67,81 +68,84 @@ class Violation:
 
 @dataclass
 class Rule:
-    """One JSON Schema of the plan: compiled whole, and split into parts when a message fails."""
+    """One JSON Schema of the plan, and the parts it is split into to find every violation of
+    a message that failed it (compiled on first need: most messages never get here)."""
 
     schema: dict[str, Any]
-    check: Validator
-    error: type[Exception]
-    """fastjsonschema's ``JsonSchemaValueException``."""
+    where: str
     _parts: list[Validator] | None = field(default=None, repr=False)
 
-    def violations(self, message: Mapping[str, Any]) -> list[Violation]:
-        try:
-            self.check(message)
-        except self.error:
-            pass
-        else:
-            return []
+    def violations(self, message: Mapping[str, Any], error: type[Exception]) -> list[Violation]:
         if self._parts is None:
-            self._parts = [_compile(part) for part in split(self.schema)]
+            self._parts = [_compile(part, self.where) for part in split(self.schema)]
         found: list[Violation] = []
         for part in self._parts:
             try:
                 part(message)
-            except self.error as e:
+            except error as e:
                 found.extend(v for v in describe(e) if v not in found)
         return found
 
 
 class Plan:
-    """The compiled rules of one plan, by message kind and key (event, page or screen name).
+    """The rules of one plan by message kind and key (event, page or screen name), compiled
+    once: each kind and key gets one function that runs all of its rules and the common ones.
 
-    ``check(kind, key, message)`` returns the violations of a Segment-shaped message; the common
-    rules apply to every message. A track event with no rule of its own is ``unplanned`` unless
-    ``allow_unplanned``.
+    ``check(kind, key, message)`` returns the violations of a Segment-shaped message. A track
+    event with no rule of its own is ``unplanned`` unless ``allow_unplanned``; page and screen
+    rules without a key apply to every page (screen), those with one to the pages of that name;
+    identify and group rules apply to every identify (group).
     """
 
     def __init__(self, rules: Iterable[tuple[str, str | None, dict[str, Any]]], *,
                  allow_unplanned: bool = False, name: str = "plan") -> None:  # fmt: skip
         self.name = name
         self.allow_unplanned = allow_unplanned
-        self.common: list[Rule] = []
-        self.keyed: dict[tuple[str, str | None], list[Rule]] = {}
+        self._error: type[Exception] = _fastjsonschema().JsonSchemaValueException
+        self._common: list[Rule] = []
+        self._own: dict[tuple[str, str | None], list[Rule]] = {}
         self.size = 0
-        error = _fastjsonschema().JsonSchemaValueException
         for kind, key, schema in rules:
-            rule = Rule(schema, _compile(schema), error)
             self.size += 1
+            named = key if kind in NAMED_KINDS else None
+            rule = Rule(schema, f"the {kind} rule" + (f" {named!r}" if named else ""))
             if kind == "common":
-                self.common.append(rule)
+                self._common.append(rule)
             else:
-                name_ = key if kind in NAMED_KINDS else None
-                self.keyed.setdefault((kind, name_), []).append(rule)
-        self._events = {
-            k: r + self.common for (kind, k), r in self.keyed.items() if kind == "track"
-        }
+                self._own.setdefault((kind, named), []).append(rule)
+        self._checks: dict[tuple[str, str | None], Validator] = {}
+        for kind, key in {*self._own, *((kind, None) for kind in KINDS)}:
+            applying = self.rules_for(kind, key)
+            if applying:
+                self._checks[(kind, key)] = _compile_all(applying)
 
-    def rules_for(self, kind: str, key: str | None) -> list[Rule] | None:
-        """The rules a message of ``kind`` named ``key`` must pass, None for an unplanned event.
-
-        Page and screen rules without a key apply to every page (screen), those with one to the
-        pages of that name; identify and group rules apply to every identify (group)."""
-        if kind == "track":
-            return None if key is None else self._events.get(key)
-        own = self.keyed.get((kind, None), [])
-        if key is not None and kind in NAMED_KINDS:
-            own = self.keyed.get((kind, key), []) + own
-        return own + self.common
+    def rules_for(self, kind: str, key: str | None) -> list[Rule]:
+        own = self._own.get((kind, key), [])
+        if key is not None and kind != "track":
+            own = own + self._own.get((kind, None), [])
+        return own + self._common
 
     def check(self, kind: str, key: str | None, message: Mapping[str, Any]) -> list[Violation]:
-        rules = self.rules_for(kind, key)
         found: list[Violation] = []
-        if rules is None:
-            if not self.allow_unplanned:
-                found.append(Violation("unplanned", "event", f"{key!r} is not in the plan"))
-            rules = self.common
-        for rule in rules:
-            found.extend(rule.violations(message))
+        planned = (kind, key)
+        check = self._checks.get(planned)  # one lookup for a planned event: the common case
+        if check is None or planned not in self._own:
+            if key is not None and planned not in self._own:
+                if kind == "track" and not self.allow_unplanned:
+                    found.append(Violation("unplanned", "event", f"{key!r} is not in the plan"))
+                planned = (kind, None)
+            elif kind == "track" and not self.allow_unplanned:
+                found.append(
+                    Violation("unplanned", "event", "an event without a name is unplanned")
+                )
+            check = self._checks.get(planned)
+            if check is None:
+                return found
+        try:
+            check(message)
+        except self._error:
+            for rule in self.rules_for(*planned):
+                found.extend(rule.violations(message, self._error))
         return found
 
     def describe(self) -> dict[str, Any]:
@@ -286,13 +290,47 @@ def _fastjsonschema() -> Any:
     return fastjsonschema
 
 
-def _compile(schema: Schema) -> Validator:
+def _compile(schema: Schema, where: str) -> Validator:
     fastjsonschema = _fastjsonschema()
     try:
         validator: Validator = fastjsonschema.compile(schema, use_default=False)
     except fastjsonschema.JsonSchemaDefinitionException as e:
-        raise PlanError(f"a schema of the plan cannot be compiled: {e}") from None
+        raise PlanError(f"the schema of {where} cannot be compiled: {e}") from None
     return validator
+
+
+def _compile_all(rules: list[Rule]) -> Validator:
+    """One function that checks every rule: their schemas under ``allOf``, with the
+    definitions they refer to lifted to the root, where ``$ref`` looks for them."""
+    if len(rules) == 1:
+        return _compile(rules[0].schema, rules[0].where)
+    combined: dict[str, Any] = {"allOf": [r.schema for r in rules]}
+    for keyword in ROOT_KEYWORDS:
+        for rule in rules:
+            value = rule.schema.get(keyword)
+            if keyword == "$schema" and value is not None:
+                combined.setdefault(keyword, value)
+            elif isinstance(value, dict):
+                lifted = combined.setdefault(keyword, {})
+                if any(lifted.get(name, d) != d for name, d in value.items()):
+                    return _in_turn([_compile(r.schema, r.where) for r in rules])
+                lifted.update(value)
+    try:
+        return _compile(combined, "the plan")
+    except PlanError:
+        for rule in rules:
+            _compile(rule.schema, rule.where)  # names the rule that cannot be compiled
+        raise
+
+
+def _in_turn(validators: list[Validator]) -> Validator:
+    """Rules whose definitions clash, checked one after the other."""
+
+    def check(message: Any) -> None:
+        for validator in validators:
+            validator(message)
+
+    return check
 
 
 def split(schema: Schema) -> list[Schema]:

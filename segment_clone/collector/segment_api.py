@@ -18,11 +18,11 @@ from .intake import EventAPI, Intake, Parsed
 from .limits import MAX_MESSAGE_BYTES
 from .routing import HTTPError, Request, Route
 from .store import Row
-from .subjects import segment_subject
+from .subjects import segment_violations
 
 SOURCE = "segment"
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
-EVENTS = EventAPI(SOURCE, lambda type_, message: segment_subject(message))
+EVENTS = EventAPI(SOURCE, lambda plan, type_, message: segment_violations(plan, message))
 
 
 def routes(intake: Intake, auth: WriteKeyAuth) -> list[Route]:

@@ -82,7 +82,10 @@ class CollectorHandler(BaseHTTPRequestHandler):
             route.refused(path, request, self.headers, response.status, fault)
         if decision is not None and decision.delay:
             time.sleep(decision.delay)
-        self._send(response)
+        try:
+            self._send(response)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client did not wait for the answer
 
     def _handle(self, route: Route, request: Request, decision: Decision | None) -> Response:
         if decision is None:
@@ -167,12 +170,13 @@ class CollectorServer(ThreadingHTTPServer):
                 self._connections.pop(request, None)
 
     def close_connections(self, timeout: float) -> None:
-        """Shut every open connection down and wait up to ``timeout`` for its thread."""
+        """Stop reading from every open connection and wait up to ``timeout`` for its thread:
+        an idle one ends at once, one that is answering finishes its answer first."""
         with self._conn_lock:
             connections = list(self._connections.items())
         for sock, _ in connections:
             with contextlib.suppress(OSError):  # already closed by the client
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RD)
         deadline = time.monotonic() + timeout
         for _, thread in connections:
             thread.join(max(0.0, deadline - time.monotonic()))

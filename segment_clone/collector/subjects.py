@@ -9,8 +9,8 @@ their Segment equivalent, and the fields of their violations are named as in the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from .plan import Plan, Violation
 
@@ -26,18 +26,21 @@ MIXPANEL_PLAIN = frozenset({"token", "distinct_id", "time"})
 """Mixpanel properties set by the library, not by the caller (with those named ``$*``,
 ``mp_*``); they are left out of the view so that a strict plan does not flag them."""
 SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+NO_RENAMES: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
+    """A message as a plan sees it (a tuple: one is made for every message checked)."""
+
     kind: str
     key: str | None
     view: Mapping[str, Any]
-    renames: Mapping[str, str] = field(default_factory=dict)
+    renames: Mapping[str, str] = NO_RENAMES
     """Field prefixes of the view and what the stored record calls them."""
 
     def check(self, plan: Plan) -> list[Violation]:
-        return [self._renamed(v) for v in plan.check(self.kind, self.key, self.view)]
+        found = plan.check(self.kind, self.key, self.view)
+        return [self._renamed(v) for v in found] if found and self.renames else found
 
     def _renamed(self, violation: Violation) -> Violation:
         path = violation.field
@@ -50,11 +53,26 @@ class Subject:
 
 
 def segment_subject(message: Mapping[str, Any]) -> Subject:
+    return Subject(*_segment_view(message))
+
+
+def segment_violations(plan: Plan, message: Mapping[str, Any]) -> list[Violation]:
+    """``segment_subject(message).check(plan)``, without the ``Subject``: this runs for every
+    Segment message the collector receives under a plan."""
+    return plan.check(*_segment_view(message))
+
+
+def _segment_view(message: Mapping[str, Any]) -> tuple[str, str | None, Mapping[str, Any]]:
     kind = str(message.get("type"))
     key = message.get("event") if kind == "track" else message.get("name")
     block = BLOCKS.get(kind)
     view = message if block is None or block in message else {**message, block: {}}
-    return Subject(kind, key if isinstance(key, str) else None, view)
+    return kind, key if isinstance(key, str) else None, view
+
+
+def mixpanel_violations(plan: Plan, type_: str, record: Mapping[str, Any]) -> list[Violation]:
+    subject = mixpanel_subject(type_, record)
+    return [] if subject is None else subject.check(plan)
 
 
 def mixpanel_subject(type_: str, record: Mapping[str, Any]) -> Subject | None:
