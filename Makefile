@@ -39,6 +39,7 @@ $(PEER_STAMP):
 # BENCH_ROUNDS=N (default 5) and BENCH_QUICK=1 are read from the environment.
 bench: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python
+	$(BIN)/python benchmarks/collector_bench.py --compare-plan --rounds 3
 
 bench-quick: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python --quick
