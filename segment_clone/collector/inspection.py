@@ -63,7 +63,10 @@ def routes(collector: Inspected) -> list[Route]:
         params = request.query
         limit = _number(params, "limit", int, 1, MAX_PAGE_SIZE) or PAGE_SIZE
         query = replace(query_from_params(params), limit=None)
-        oldest_first = params.get("order") == "asc"
+        order = params.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise _bad(f"order must be asc or desc, got {order!r}")
+        oldest_first = order == "asc"
         wait(params, query)
         listed = store.entries(query, limit, oldest_first)
         return Response.json(

@@ -76,6 +76,7 @@ def test_free_text_user_and_source_filters(collector: Collector) -> None:
     assert ids(collector, "?source=segment&limit=1") == (5, ["5"])
     assert ids(collector, "?source=mixpanel") == (0, [])
     for bad in ("source=amplitude", "valid=maybe", "after=-1", "wait=x", "timeout=nan"):
+        assert call(collector.url, "GET", f"/api/entries?{bad}").status == 400, bad
         reply = call(collector.url, "GET", f"/api/events?{bad}")
         assert (reply.status, reply.json()["code"]) == (400, "invalid_request"), bad
 
@@ -91,6 +92,7 @@ def test_entries_page_through_every_event_in_arrival_order(collector: Collector)
     first = entries(collector, "?limit=3")
     assert [e["id"] for e in first["entries"]] == [7, 6, 5]
     assert (first["total"], first["count"]) == (7, 7)
+    assert call(collector.url, "GET", "/api/entries?order=sideways").status == 400
     older = entries(collector, "?limit=3&before=5")
     assert [e["id"] for e in older["entries"]] == [4, 3, 2]
     assert (older["total"], older["count"]) == (7, 4)
@@ -210,21 +212,20 @@ def test_wait_answers_with_what_there_is_at_the_timeout(collector: Collector) ->
     assert get(collector.url, "/api/events?wait=1&timeout=30")["total"] == 1  # already there
 
 
-def test_a_waiting_request_ends_when_the_collector_closes(
+def test_closing_ends_streams_and_releases_waiters(
     make_collector: Callable[..., Collector],
 ) -> None:
     collector = make_collector()
+    stream = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
+    stream.request("GET", "/api/stream")
+    response = stream.getresponse()
+    assert response.readline() == b"retry: 1000\n"  # the stream is open
     with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(call, collector.url, "GET", "/api/events?wait=1&timeout=60")
-        stream = http.client.HTTPConnection("127.0.0.1", collector.port, timeout=30)
-        stream.request("GET", "/api/stream")
-        response = stream.getresponse()
-        assert response.readline() == b"retry: 1000\n"  # the stream is open
+        waiter = pool.submit(collector.changes.wait, lambda: False, 60)
         collector.close()
-        answer = waiting.result(timeout=30)  # not held for the 60 s it asked
-        assert (answer.status, answer.json()["total"]) == (200, 0)
-        assert b"data: " in response.read()  # read to its end: the stream has ended
-        stream.close()
+        assert waiter.result(timeout=30) is False  # released, not held for 60 s
+    assert b"data: " in response.read()  # read to its end: the stream has ended
+    stream.close()
 
 
 def test_the_stream_rings_after_each_write_and_reset(collector: Collector) -> None:

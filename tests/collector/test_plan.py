@@ -14,7 +14,14 @@ from urllib.parse import urlencode
 import pytest
 
 from segment_clone.collector import Collector
-from segment_clone.collector.plan import INSTALL_HINT, PlanError, load_plan, parse_plan, split
+from segment_clone.collector.plan import (
+    INSTALL_HINT,
+    VIOLATION_TYPES,
+    PlanError,
+    load_plan,
+    parse_plan,
+    split,
+)
 
 from ..api import get, post
 from .plans import (
@@ -89,6 +96,10 @@ def test_each_violation_of_a_mixpanel_event_is_stored_with_it(
     assert stored_violations(planned, source="mixpanel") == [(kind, field)]
     [bad] = get(planned.url, "/api/events?valid=false&source=mixpanel")["events"]
     assert bad["properties"]["$insert_id"] == "i-bad"
+
+
+def test_these_tests_cover_every_violation_type() -> None:
+    assert {*BROKEN_ORDERS, "unplanned"} == set(VIOLATION_TYPES)
 
 
 def test_an_event_missing_from_the_plan_is_unplanned(planned: Collector) -> None:
