@@ -39,6 +39,9 @@ class EventAPI:
 
 
 class Intake:
+    """The one way into the store for event APIs; ``mode`` is what a violation does: ``flag``
+    (store the message with it) or ``block`` (refuse the request)."""
+
     def __init__(self, store: EventStore, plan: Plan | None = None, mode: str = "flag") -> None:
         if mode not in PLAN_MODES:
             raise ValueError(f"the plan mode is flag or block, got: {mode!r}")

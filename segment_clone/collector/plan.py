@@ -128,19 +128,14 @@ class Plan:
     def check(self, kind: str, key: str | None, message: Mapping[str, Any]) -> list[Violation]:
         found: list[Violation] = []
         planned = (kind, key)
-        check = self._checks.get(planned)  # one lookup for a planned event: the common case
-        if check is None or planned not in self._own:
-            if key is not None and planned not in self._own:
-                if kind == "track" and not self.allow_unplanned:
-                    found.append(Violation("unplanned", "event", f"{key!r} is not in the plan"))
-                planned = (kind, None)
-            elif kind == "track" and not self.allow_unplanned:
-                found.append(
-                    Violation("unplanned", "event", "an event without a name is unplanned")
-                )
-            check = self._checks.get(planned)
-            if check is None:
-                return found
+        if planned not in self._own:  # no rule of its own: the kind's general ones apply
+            if kind == "track" and not self.allow_unplanned:
+                name = "an event without a name" if key is None else repr(key)
+                found.append(Violation("unplanned", "event", f"{name} is not in the plan"))
+            planned = (kind, None)
+        check = self._checks.get(planned)
+        if check is None:
+            return found
         try:
             check(message)
         except self._error:
