@@ -12,7 +12,7 @@ PEER_STAMP := $(PEER_VENV)/.installed-2.4.0
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,plan]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -43,6 +43,7 @@ $(PEER_STAMP):
 # BENCH_ROUNDS=N (default 5) and BENCH_QUICK=1 are read from the environment.
 bench: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python
+	$(BIN)/python benchmarks/collector_bench.py --compare-plan --rounds 3
 
 bench-quick: $(STAMP) $(PEER_STAMP)
 	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python --quick

@@ -6,39 +6,99 @@ Installed with the package; nothing to configure::
         signup("ada@example.com")               # calls segment_clone.track(...)
         [event] = analytics_capture.wait_for(1, type="track")
         assert event["event"] == "Signed Up"
+        analytics_capture.assert_no_violations()
 
 ``collector`` is a running local collector (``.url``, ``.events(type=...)``,
-``.wait_for(n, timeout)``, ``.stats()``, ``.faults``) with a temporary database.
-``analytics_capture`` also points ``segment_clone.default_client`` at it, and flushes and
-restores the previous module settings at teardown.
+``.wait_for(n, timeout)``, ``.violations()``, ``.stats()``, ``.faults``) with a temporary
+database. ``analytics_capture`` also points ``segment_clone.default_client`` at it, and flushes
+and restores the previous module settings at teardown.
+
+With a tracking plan (``--segment-clone-plan PLAN.json``, or the ``segment_clone_plan`` ini
+key, a path relative to the ini file) the collector checks every message against it; override
+the ``segment_clone_plan`` fixture to choose a plan in code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import segment_clone
 
 from .collector import Collector
+from .collector.plan import Plan, PlanError, load_plan
 
 TEST_WRITE_KEY = "test-write-key"
 CAPTURE_UPLOAD_INTERVAL = 0.05
 """Partial batches are sent after 50 ms instead of 500, so ``wait_for`` returns quickly."""
 _SETTINGS = ("write_key", "host", "send", "sync_mode", "upload_interval", "default_client")
+PLAN_HELP = "tracking plan that the collector fixture checks every message against"
+_PLAN = pytest.StashKey[Plan]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("segment_clone").addoption(
+        "--segment-clone-plan", metavar="PLAN_JSON", help=PLAN_HELP
+    )
+    parser.addini("segment_clone_plan", f"{PLAN_HELP} (relative to the ini file)", default="")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the plan once, before any test runs: a plan that cannot be used stops the run."""
+    path: str | Path | None = config.getoption("segment_clone_plan")
+    if not path:
+        ini: str = config.getini("segment_clone_plan")
+        if not ini:
+            return
+        path = (config.inipath.parent if config.inipath else config.rootpath) / ini
+    try:
+        config.stash[_PLAN] = load_plan(path)
+    except PlanError as e:
+        raise pytest.UsageError(f"segment_clone: {e}") from None
+
+
+@pytest.fixture(scope="session")
+def segment_clone_plan(pytestconfig: pytest.Config) -> Plan | None:
+    """The tracking plan the options name; None without one. Override it to choose in code."""
+    return pytestconfig.stash.get(_PLAN, None)
 
 
 @pytest.fixture
-def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+def collector(
+    tmp_path_factory: pytest.TempPathFactory, segment_clone_plan: Plan | None
+) -> Iterator[Collector]:
     """A collector on a free loopback port, with a fresh database; closed after the test."""
     db = tmp_path_factory.mktemp("segment-clone") / "events.db"
-    with Collector(db, port=0).start() as running:
+    with Collector(db, port=0, plan=segment_clone_plan).start() as running:
         yield running
 
 
+class AnalyticsCapture:
+    """The ``collector`` seen from the module-level client: the collector's attributes, with
+    checks that flush the client first, so that everything it was given has arrived."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collector, name)
+
+    def violations(self, **filters: Any) -> list[dict[str, Any]]:
+        _flush()
+        return self.collector.violations(**filters)
+
+    def assert_no_violations(self, **filters: Any) -> None:
+        """Fail the test, listing every tracking-plan violation, if there is any."""
+        __tracebackhide__ = True
+        _flush()
+        self.collector.assert_no_violations(**filters)
+
+
 @pytest.fixture
-def analytics_capture(collector: Collector) -> Iterator[Collector]:
+def analytics_capture(collector: Collector) -> Iterator[AnalyticsCapture]:
     """The ``collector``, with the module-level client (``segment_clone.track`` etc.) sending
     to it; at teardown the client is flushed and shut down and the settings restored."""
     saved = {name: getattr(segment_clone, name) for name in _SETTINGS}
@@ -49,10 +109,16 @@ def analytics_capture(collector: Collector) -> Iterator[Collector]:
     segment_clone.upload_interval = CAPTURE_UPLOAD_INTERVAL
     segment_clone.default_client = None
     try:
-        yield collector
+        yield AnalyticsCapture(collector)
     finally:
         client = segment_clone.default_client
         if client is not None:
             client.shutdown(timeout=10)
         for name, value in saved.items():
             setattr(segment_clone, name, value)
+
+
+def _flush() -> None:
+    client = segment_clone.default_client
+    if client is not None:
+        client.flush()

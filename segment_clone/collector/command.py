@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .faults import Faults, FaultSettings
+from .intake import PLAN_MODES
 from .oauth import DEFAULT_TOKEN_TTL, OAuthSettings
+from .plan import Plan, PlanError, load_plan
 from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
 
 
@@ -64,6 +66,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_oauth_arguments(parser)
     add_mixpanel_arguments(parser)
+    add_plan_arguments(parser)
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    plan = parser.add_argument_group(
+        "tracking plan (needs the plan extra: pip install 'segment-clone[plan]')"
+    )
+    plan.add_argument(
+        "--plan",
+        metavar="PLAN_JSON",
+        help="check every message against this plan: Segment Public API rules"
+        " or the compact form (see the README)",
+    )
+    plan.add_argument(
+        "--plan-mode",
+        choices=PLAN_MODES,
+        default="flag",
+        help="flag: store messages with their violations (default);"
+        " block: answer 400 with the violations and store nothing",
+    )
+
+
+def tracking_plan(args: argparse.Namespace) -> Plan | None:
+    """The plan ``--plan`` names, None without it; ``PlanError`` if it cannot be used."""
+    if args.plan is None:
+        if args.plan_mode != "flag":
+            raise PlanError("--plan-mode needs --plan")
+        return None
+    return load_plan(args.plan)
 
 
 def add_oauth_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = FaultSettings(args.fail_rate, args.fail_status, args.retry_after, args.delay_ms)
         oauth = oauth_settings(args)
-    except ValueError as e:
+        plan = tracking_plan(args)
+    except ValueError as e:  # PlanError too
         print(f"segment-clone collector: {e}", file=sys.stderr)
         return 2
     try:
@@ -128,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
             Faults(settings),
             oauth=oauth,
             mixpanel_secret=args.mixpanel_secret,
+            plan=plan,
+            plan_mode=args.plan_mode,
         )
     except OSError as e:
         print(

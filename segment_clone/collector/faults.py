@@ -42,6 +42,13 @@ class Decision:
     retry_after: float | None
     delay: float
 
+    def describe(self) -> str | None:
+        """The fault in words (``status 503, delay 250 ms``), None when there is none."""
+        parts = [] if self.status is None else [f"status {self.status}"]
+        if self.delay:
+            parts.append(f"delay {self.delay * 1000:g} ms")
+        return ", ".join(parts) or None
+
 
 class Faults:
     """The current settings (replaceable at run time) and the random source behind them."""
@@ -85,6 +92,10 @@ class Faults:
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self._settings), "injected": self.injected}
+
+    def reset_count(self) -> None:
+        with self._lock:
+            self.injected = 0
 
 
 def _int(value: Any) -> int:

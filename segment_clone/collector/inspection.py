@@ -1,112 +1,199 @@
-"""Read-side endpoints: ``/api/events``, ``/api/stats``, ``/api/faults`` and the HTML page.
+"""Read-side endpoints (``/api/*``) and the debugger page (``/``).
 
 None of these is subject to fault injection, so a test can always see what was stored.
+Filters are the same everywhere (``query_from_params``), and ``wait=N&timeout=S`` on
+``/api/events`` and ``/api/entries`` holds the answer until N messages match: tests need no
+polling loop, and ``segment-clone events --follow`` none either.
 """
 
 from __future__ import annotations
 
-import html
-import time
-from typing import Any
+import math
+from dataclasses import replace
+from typing import Any, Protocol
 
 import orjson
 
+from . import page
 from .faults import Faults
+from .live import Changes
+from .pretty import sdk_call
 from .routing import HTTPError, Request, Response, Route
-from .store import EventStore, Query
+from .store import Entry, EventStore, Query, iso_time
 
-PAGE_EVENTS = 50
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+DEFAULT_WAIT_TIMEOUT = 10.0
+MAX_WAIT_TIMEOUT = 300.0
+SOURCES = ("segment", "mixpanel")
 
 
-def routes(store: EventStore, faults: Faults) -> list[Route]:
+class Inspected(Protocol):
+    """What the endpoints read and reset (a ``Collector``)."""
+
+    store: EventStore
+    faults: Faults
+    changes: Changes
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def reset(self) -> None: ...
+
+
+def routes(collector: Inspected) -> list[Route]:
+    store = collector.store
+
+    def wait(params: dict[str, str], matching: Query) -> None:
+        """Hold the answer while fewer than ``wait`` messages match, up to ``timeout``."""
+        wanted = _number(params, "wait", int, 0, None)
+        timeout = _number(params, "timeout", float, 0, MAX_WAIT_TIMEOUT)
+        if wanted:
+            ready = lambda: store.count(matching) >= wanted  # noqa: E731
+            collector.changes.wait(ready, DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
+
     def events(request: Request) -> Response:
         query = query_from_params(request.query)
-        total = store.count(Query(query.type, query.user_id, query.event, query.source))
+        matching = replace(query, limit=None)
+        wait(request.query, matching)
+        total = store.count(matching)
         bodies = ",".join(s.body for s in store.find(query))
         return Response(body=f'{{"total":{total},"events":[{bodies}]}}'.encode())
 
+    def entries(request: Request) -> Response:
+        params = request.query
+        limit = _number(params, "limit", int, 1, MAX_PAGE_SIZE) or PAGE_SIZE
+        query = replace(query_from_params(params), limit=None)
+        order = params.get("order") or "desc"
+        if order not in ("asc", "desc"):
+            raise _bad(f"order must be asc or desc, got {order!r}")
+        oldest_first = order == "asc"
+        wait(params, query)
+        listed = store.entries(query, limit, oldest_first)
+        return Response.json(
+            {
+                "total": store.count(replace(query, after=None, before=None)),
+                "count": store.count(query),
+                "entries": [entry_json(e) for e in listed],
+            }
+        )
+
+    def entry(request: Request) -> Response:
+        id_ = _number(request.query, "id", int, 1, None)
+        found = None if id_ is None else store.entry(id_)
+        if found is None:
+            raise HTTPError(404, "not_found", f"no event with id {request.query.get('id')!r}")
+        stored, delivery = found
+        message = orjson.loads(stored.body)
+        return Response.json(
+            {
+                **entry_json(stored),
+                "pretty": sdk_call(stored.source, stored.type, message),
+                "delivery": delivery,
+            }
+        )
+
+    def violations(request: Request) -> Response:
+        groups = store.violation_groups(query_from_params(request.query))
+        return Response.json({"total": sum(g["count"] for g in groups), "groups": groups})
+
     def stats(request: Request) -> Response:
-        return Response.json({**store.stats(), "faults": faults.as_json()})
+        return Response.json(collector.stats())
 
     def get_faults(request: Request) -> Response:
-        return Response.json(faults.as_json())
+        return Response.json(collector.faults.as_json())
 
     def set_faults(request: Request) -> Response:
         changes = request.json()
         if not isinstance(changes, dict):
             raise HTTPError(400, "invalid_request", "send a JSON object of fault settings")
         try:
-            faults.update(changes)
+            collector.faults.update(changes)
         except ValueError as e:
             raise HTTPError(400, "invalid_request", str(e)) from None
-        return Response.json(faults.as_json())
+        return Response.json(collector.faults.as_json())
 
-    def page(request: Request) -> Response:
-        return Response(body=render_page(store).encode(), content_type="text/html; charset=utf-8")
+    def reset(request: Request) -> Response:
+        collector.reset()
+        return Response()
+
+    def stream(request: Request) -> Response:
+        return Response(
+            content_type="text/event-stream",
+            headers={"Cache-Control": "no-store"},
+            stream=collector.changes.stream(),
+        )
 
     return [
         Route("GET", "/api/events", events),
+        Route("GET", "/api/entries", entries),
+        Route("GET", "/api/entry", entry),
+        Route("GET", "/api/violations", violations),
         Route("GET", "/api/stats", stats),
         Route("GET", "/api/faults", get_faults),
         Route("POST", "/api/faults", set_faults),
-        Route("GET", "/", page),
+        Route("POST", "/api/reset", reset),
+        Route("GET", "/api/stream", stream),
+        Route("GET", "/", lambda request: page.response()),
     ]
 
 
 def query_from_params(params: dict[str, str]) -> Query:
-    """A ``Query`` from URL parameters; blank parameters are ignored."""
+    """A ``Query`` from URL parameters; blank parameters are ignored, bad ones are a 400."""
     given = {k: v for k, v in params.items() if v != ""}
-    limit = given.get("limit")
-    if limit is not None and not (limit.isdigit() and int(limit) > 0):
-        raise HTTPError(400, "invalid_request", f"limit must be a positive integer, got {limit!r}")
+    source = given.get("source")
+    if source is not None and source not in SOURCES:
+        raise _bad(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    valid = given.get("valid")
+    if valid is not None and valid not in ("true", "false"):
+        raise _bad(f"valid must be true or false, got {valid!r}")
     return Query(
         type=given.get("type"),
         user_id=given.get("user_id"),
         event=given.get("event"),
-        source=given.get("source"),
-        limit=None if limit is None else int(limit),
+        source=source,
+        limit=_number(given, "limit", int, 1, None),
+        q=given.get("q"),
+        user=given.get("user"),
+        valid=None if valid is None else valid == "true",
+        after=_number(given, "after", int, 0, None),
+        before=_number(given, "before", int, 1, None),
     )
 
 
-def render_page(store: EventStore) -> str:
-    """A small self-refreshing page: counts, then the most recent events, newest first."""
-    stats = store.stats()
-    rows = []
-    for stored in reversed(store.find(Query(limit=PAGE_EVENTS))):
-        msg: dict[str, Any] = orjson.loads(stored.body)
-        props = msg.get("properties")
-        who = (
-            msg.get("userId")
-            or msg.get("anonymousId")
-            or msg.get("$distinct_id")  # Mixpanel profile updates
-            or (props.get("distinct_id") if isinstance(props, dict) else None)  # Mixpanel events
-            or msg.get("$group_id")
-            or ""
-        )
-        what = msg.get("event") or msg.get("name") or msg.get("groupId") or ""
-        cells = (
-            time.strftime("%H:%M:%S", time.localtime(stored.received_at)),
-            stored.source,
-            stored.type,
-            str(who),
-            str(what),
-            orjson.dumps(msg.get("properties") or msg.get("traits") or {}).decode()[:200],
-        )
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    counts = ", ".join(
-        f"{html.escape(source)}: {s['total']} ({s['duplicates']} duplicates)"
-        for source, s in stats["sources"].items()
-    )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>segment-clone collector</title>
-<style>body{{font:14px sans-serif;margin:2em}}td,th{{padding:2px 8px;text-align:left}}
-tr:nth-child(even){{background:#f4f4f4}}</style></head>
-<body><h1>segment-clone collector</h1>
-<p>{stats["total"]} events stored{": " + counts if counts else ""}.
-JSON: <a href="/api/events?limit=100">/api/events</a>, <a href="/api/stats">/api/stats</a></p>
-<table><tr><th>received</th><th>source</th><th>type</th><th>user</th><th>event / name</th>
-<th>properties / traits</th></tr>
-{"".join(rows)}
-</table></body></html>
-"""
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """A stored message for the debugger: metadata, violations and the JSON as stored."""
+    return {
+        "id": entry.id,
+        "source": entry.source,
+        "type": entry.type,
+        "received_at": iso_time(entry.received_at),
+        "event": entry.event,
+        "user": entry.user_id or entry.anonymous_id,
+        "valid": entry.violations is None,
+        "violations": orjson.loads(entry.violations or "[]"),
+        "raw": entry.body,
+    }
+
+
+def _number(params: dict[str, str], name: str, kind: type, low: float, high: float | None) -> Any:
+    """Parameter ``name`` as an int or float within ``[low, high]``, None if absent or blank."""
+    text = params.get(name, "")
+    if text == "":
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if (
+        value is None
+        or not math.isfinite(value)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        limits = f"at least {low:g}" + ("" if high is None else f" and at most {high:g}")
+        raise _bad(f"{name} must be a number {limits}, got {text!r}")
+    return value
+
+
+def _bad(message: str) -> HTTPError:
+    return HTTPError(400, "invalid_request", message)

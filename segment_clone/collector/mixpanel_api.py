@@ -5,7 +5,8 @@ one JSON record or a list of them, with ``verbose=1`` and ``ip=0``. A JSON body
 (``Content-Type: application/json``) is accepted too, and either may be gzip-compressed. The
 answer is always the ``verbose=1`` JSON, ``{"status": 1, "error": null}``, or
 ``{"status": 0, "error": "..."}`` with a 4xx status; injected faults are worded the same way.
-As on the Segment routes, a request is validated whole before anything of it is stored.
+As on the Segment routes, a request is validated whole before anything of it is stored, and
+storing it is the ``Intake``'s job.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from urllib.parse import parse_qs
 import orjson
 
 from .auth import basic_credentials
+from .intake import EventAPI, Intake, Parsed
 from .routing import Headers, HTTPError, Request, Response, Route
 from .segment_api import string_id
-from .store import EventStore, Row
+from .store import Row
+from .subjects import mixpanel_violations
 
 SOURCE = "mixpanel"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -34,11 +37,12 @@ MAX_FORM_FIELDS = 20
 OPERATIONS = ("$set", "$set_once", "$add", "$append", "$union", "$remove", "$unset", "$delete")
 """Profile and group update operations; the first one found is stored as the row's ``event``."""
 OK = b'{"status":1,"error":null}'
+EVENTS = EventAPI(SOURCE, mixpanel_violations)
 
 
-def routes(store: EventStore, secret: ProjectSecret | None = None) -> list[Route]:
+def routes(intake: Intake, secret: ProjectSecret | None = None) -> list[Route]:
     """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone)."""
-    api = MixpanelAPI(store, secret or ProjectSecret(None))
+    api = MixpanelAPI(secret or ProjectSecret(None))
     rows: dict[str, Callable[[Any, str], Row]] = {
         "track": partial(event_row, "track", needs_token=True),
         "import": partial(event_row, "import", needs_token=False),
@@ -46,11 +50,11 @@ def routes(store: EventStore, secret: ProjectSecret | None = None) -> list[Route
         "groups": group_row,
     }
     return [
-        Route(
-            "POST",
+        intake.route(
             f"/{name}",
-            partial(api.ingest, name, to_row),
-            ingest=True,
+            EVENTS,
+            partial(api.parse, name, to_row),
+            answer=OK,
             max_body=MAX_BODY_BYTES,
             error=error_response,
         )
@@ -59,7 +63,7 @@ def routes(store: EventStore, secret: ProjectSecret | None = None) -> list[Route
 
 
 def error_response(err: HTTPError) -> Response:
-    return Response.json({"status": 0, "error": err.message}, err.status)
+    return Response.json({"status": 0, "error": err.message, **err.details}, err.status)
 
 
 class ProjectSecret:
@@ -87,11 +91,10 @@ class ProjectSecret:
 
 
 class MixpanelAPI:
-    def __init__(self, store: EventStore, secret: ProjectSecret) -> None:
-        self.store = store
+    def __init__(self, secret: ProjectSecret) -> None:
         self.secret = secret
 
-    def ingest(self, name: str, to_row: Callable[[Any, str], Row], request: Request) -> Response:
+    def parse(self, name: str, to_row: Callable[[Any, str], Row], request: Request) -> Parsed:
         if name == "import":
             self.secret.check(request.headers)
         records = parse_records(request)
@@ -99,9 +102,7 @@ class MixpanelAPI:
             raise HTTPError(
                 413, "payload_too_large", f"{len(records)} records, over the limit of {MAX_RECORDS}"
             )
-        rows = [to_row(record, f"record {i}") for i, record in enumerate(records)]
-        self.store.add(SOURCE, rows)
-        return Response(body=OK)
+        return [(to_row(record, f"record {i}"), record) for i, record in enumerate(records)]
 
 
 def parse_records(request: Request) -> list[Any]:

@@ -6,9 +6,9 @@ an OAuth token endpoint) is added by appending routes, without touching the HTTP
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Optional, Protocol
 from urllib.parse import parse_qs
 
 import orjson
@@ -17,13 +17,22 @@ import orjson
 class HTTPError(Exception):
     """Answered as ``status`` with the JSON body ``{"code": code, "message": message}``."""
 
-    def __init__(self, status: int, code: str, message: str, close: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        close: bool = False,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(status, code, message)
         self.status = status
         self.code = code
         self.message = message
         self.close = close
         """True when the request body was not read, so the connection cannot be reused."""
+        self.details = details or {}
+        """More fields for the error body (a tracking plan's ``violations``)."""
 
 
 class Headers(Protocol):
@@ -39,6 +48,8 @@ class Request:
     query: dict[str, str]
     headers: Headers
     body: bytes
+    fault: str | None = None
+    """A fault injected into this request that still lets it be handled (a delay)."""
 
     @classmethod
     def parse_query(cls, query: str) -> dict[str, str]:
@@ -59,6 +70,8 @@ class Response:
     body: bytes = b'{"success":true}'
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes] | None = None
+    """Chunks sent as they come, instead of ``body``, until exhausted (server-sent events)."""
 
     @classmethod
     def json(cls, payload: Any, status: int = 200) -> Response:
@@ -66,11 +79,12 @@ class Response:
 
     @classmethod
     def error(cls, err: HTTPError) -> Response:
-        return cls.json({"code": err.code, "message": err.message}, err.status)
+        return cls.json({"code": err.code, "message": err.message, **err.details}, err.status)
 
 
 Handler = Callable[[Request], Response]
 ErrorBody = Callable[[HTTPError], Response]
+Refused = Callable[[str, Optional[Request], Headers, int, Optional[str]], None]
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,9 @@ class Route:
     """Bytes a request body may have, after gzip; None means ``limits.MAX_BODY_BYTES``."""
     error: ErrorBody = Response.error
     """How this route's API words an error (by default Segment's ``{"code", "message"}``)."""
+    refused: Refused | None = None
+    """Told of each request the route answered with an error or a fault: the path, the request
+    (None when its body could not be read), its headers, the status and the injected fault."""
 
 
 class Router:

@@ -1,7 +1,8 @@
 """The Segment tracking API: ``POST /v1/batch`` and the single-message ``/v1/<type>`` routes.
 
 A request is validated completely before anything is stored, so a request with one bad message
-stores nothing and the client can fix it and send again.
+stores nothing and the client can fix it and send again. Storing (and the tracking plan) is the
+``Intake``'s job.
 """
 
 from __future__ import annotations
@@ -13,41 +14,40 @@ from typing import Any
 import orjson
 
 from .auth import WriteKeyAuth
+from .intake import EventAPI, Intake, Parsed
 from .limits import MAX_MESSAGE_BYTES
-from .routing import HTTPError, Request, Response, Route
-from .store import EventStore, Row
+from .routing import HTTPError, Request, Route
+from .store import Row
+from .subjects import segment_violations
 
 SOURCE = "segment"
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
+EVENTS = EventAPI(SOURCE, lambda plan, type_, message: segment_violations(plan, message))
 
 
-def routes(store: EventStore, auth: WriteKeyAuth) -> list[Route]:
-    api = SegmentAPI(store, auth)
-    singles = [Route("POST", f"/v1/{t}", partial(api.single, t), ingest=True) for t in TYPES]
-    return [Route("POST", "/v1/batch", api.batch, ingest=True), *singles]
+def routes(intake: Intake, auth: WriteKeyAuth) -> list[Route]:
+    api = SegmentAPI(auth)
+    singles = [intake.route(f"/v1/{t}", EVENTS, partial(api.single, t)) for t in TYPES]
+    return [intake.route("/v1/batch", EVENTS, api.batch), *singles]
 
 
 class SegmentAPI:
-    def __init__(self, store: EventStore, auth: WriteKeyAuth) -> None:
-        self.store = store
+    def __init__(self, auth: WriteKeyAuth) -> None:
         self.auth = auth
 
-    def batch(self, request: Request) -> Response:
+    def batch(self, request: Request) -> Parsed:
         body = self._authorized_body(request)
         messages = body.get("batch")
         if not isinstance(messages, list):
             raise _invalid("the body needs a 'batch' list of messages")
-        rows = [to_row(m, f"batch[{i}]") for i, m in enumerate(messages)]
-        self.store.add(SOURCE, rows)
-        return Response()
+        return [(to_row(m, f"batch[{i}]"), m) for i, m in enumerate(messages)]
 
-    def single(self, type_: str, request: Request) -> Response:
+    def single(self, type_: str, request: Request) -> Parsed:
         message = self._authorized_body(request)
         message.pop("writeKey", None)  # a credential, not part of the message
         if message.setdefault("type", type_) != type_:
             raise _invalid(f"/v1/{type_} received a message of type {message['type']!r}")
-        self.store.add(SOURCE, [to_row(message, "message")])
-        return Response()
+        return [(to_row(message, "message"), message)]
 
     def _authorized_body(self, request: Request) -> dict[str, Any]:
         """The JSON object body, after checking credentials (header first, then the body)."""
@@ -81,7 +81,14 @@ def to_row(message: Any, where: str) -> Row:
     message_id = message.get("messageId")
     dedup_key = str(message_id) if message_id not in (None, "") else uuid.uuid4().hex
     event = message.get("event")
-    return Row(type_, dedup_key, user_id, event if isinstance(event, str) else None, body.decode())
+    return Row(
+        type_,
+        dedup_key,
+        user_id,
+        event if isinstance(event, str) else None,
+        body.decode(),
+        string_id(message.get("anonymousId")),
+    )
 
 
 def string_id(value: Any) -> str | None:

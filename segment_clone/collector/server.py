@@ -4,7 +4,8 @@ Each connection gets a thread (``ThreadingHTTPServer``) and speaks HTTP/1.1 with
 ``TCP_NODELAY``: without it the body of each answer, written after its headers, waits for the
 client's delayed ACK (about 40 ms), and a keep-alive client is held to a trickle of requests.
 Requests are dispatched through a ``Router``: other APIs are added as routes (``extra_routes``)
-and other credentials through ``Collector.auth``.
+and other credentials through ``Collector.auth``. A route may answer with a stream (the
+debugger's server-sent events), which holds its connection's thread until the collector stops.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from ..version import VERSION
 from . import inspection, mixpanel_api, segment_api
 from .auth import WriteKeyAuth
-from .faults import Faults
+from .faults import Decision, Faults
+from .intake import Intake
 from .limits import MAX_BODY_BYTES, read_body
+from .live import Changes
 from .oauth import OAuthSettings, TokenEndpoint
+from .plan import Plan
 from .routing import HTTPError, Request, Response, Route, Router
 from .store import EventStore, Query, StrPath
 
@@ -57,10 +63,13 @@ class CollectorHandler(BaseHTTPRequestHandler):
         route = router.find(self.command, path)
         error = Response.error if route is None else route.error
         limit = MAX_BODY_BYTES if route is None or route.max_body is None else route.max_body
+        request, decision = None, None
         try:
             body = read_body(self.rfile, self.headers, limit)  # even for a 404: stay in step
             request = Request(self.command, path, Request.parse_query(query), self.headers, body)
-            response = self._handle(route or router.match(self.command, path), request)
+            route = route or router.match(self.command, path)
+            decision = self.server.faults.decide() if route.ingest else None
+            response = self._handle(route, request, decision)
         except HTTPError as e:
             if e.close:
                 self.close_connection = True
@@ -68,34 +77,50 @@ class CollectorHandler(BaseHTTPRequestHandler):
         except Exception:
             log.exception("error handling %s %s", self.command, path)
             response = error(HTTPError(500, "internal", "internal error"))
-        self._send(response)
+        if route is not None and route.refused is not None and response.status >= 300:
+            fault = None if decision is None else decision.describe()
+            route.refused(path, request, self.headers, response.status, fault)
+        if decision is not None and decision.delay:
+            time.sleep(decision.delay)
+        try:
+            self._send(response)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client did not wait for the answer
 
-    def _handle(self, route: Route, request: Request) -> Response:
-        if not route.ingest:
+    def _handle(self, route: Route, request: Request, decision: Decision | None) -> Response:
+        if decision is None:
             return route.handler(request)
-        decision = self.server.faults.decide()
         if decision.status is not None:
             response = route.error(
                 HTTPError(decision.status, "injected_fault", f"fault injection: {decision.status}")
             )
             if decision.retry_after is not None:
                 response.headers["Retry-After"] = f"{decision.retry_after:g}"
-        else:
-            response = route.handler(request)
-        if decision.delay:
-            time.sleep(decision.delay)
-        return response
+            return response
+        request.fault = decision.describe()
+        return route.handler(request)
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
+        if response.stream is None:
+            self.send_header("Content-Length", str(len(response.body)))
+        else:
+            self.close_connection = True  # the stream ends with the connection
         for name, value in response.headers.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(response.body)
+        if response.stream is None:
+            self.wfile.write(response.body)
+            return
+        try:
+            for chunk in response.stream:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        except OSError:
+            pass  # the page went away
 
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -145,22 +170,26 @@ class CollectorServer(ThreadingHTTPServer):
                 self._connections.pop(request, None)
 
     def close_connections(self, timeout: float) -> None:
-        """Shut every open connection down and wait up to ``timeout`` for its thread."""
+        """Stop reading from every open connection and wait up to ``timeout`` for its thread:
+        an idle one ends at once, one that is answering finishes its answer first."""
         with self._conn_lock:
             connections = list(self._connections.items())
         for sock, _ in connections:
             with contextlib.suppress(OSError):  # already closed by the client
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RD)
         deadline = time.monotonic() + timeout
         for _, thread in connections:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class Collector:
-    """A local tracking-API server and its event store.
+    """A local tracking-API server, its event store and its debugger page.
 
     It speaks Segment's API (``write_keys``: the keys accepted, all if empty) and Mixpanel's
-    (``mixpanel_secret``: the project secret ``/import`` asks for, none if None).
+    (``mixpanel_secret``: the project secret ``/import`` asks for, none if None). With a
+    tracking ``plan`` (see ``plan.load_plan``) each message is checked on arrival: in
+    ``plan_mode="flag"`` it is stored with its violations, in ``"block"`` a request with any
+    is refused with 400.
 
     The socket is bound on construction (``port=0`` picks a free port, see ``url``); serve with
     ``serve_forever()`` or in a background thread with ``start()``; ``close()`` stops serving,
@@ -177,21 +206,27 @@ class Collector:
         extra_routes: Iterable[Route] = (),
         oauth: OAuthSettings | None = None,
         mixpanel_secret: str | None = None,
+        plan: Plan | None = None,
+        plan_mode: str = "flag",
     ) -> None:
         mixpanel_guard = mixpanel_api.ProjectSecret(mixpanel_secret)  # checked before opening
         self.db_path = Path(db_path)
-        self._changed = threading.Condition()
-        self._waiters = 0
-        self.store = EventStore(self.db_path, on_write=self._notify)
+        self.changes = Changes()
+        self.store = EventStore(self.db_path, on_write=self.changes.wrote)
+        try:
+            self.intake = Intake(self.store, plan, plan_mode)
+        except ValueError:
+            self.store.close()
+            raise
         self.faults = faults or Faults()
         self.oauth = None if oauth is None else TokenEndpoint(oauth, lambda: (host, self.port))
         """With OAuth on: ``POST /token``, its bearer tokens, ``issued``/``refused`` counts."""
         self.auth = WriteKeyAuth(write_keys, None if self.oauth is None else self.oauth.check_token)
         self.router = Router(
             [
-                *segment_api.routes(self.store, self.auth),
-                *mixpanel_api.routes(self.store, mixpanel_guard),
-                *inspection.routes(self.store, self.faults),
+                *segment_api.routes(self.intake, self.auth),
+                *mixpanel_api.routes(self.intake, mixpanel_guard),
+                *inspection.routes(self),
                 *(() if self.oauth is None else self.oauth.routes()),
                 *extra_routes,
             ]
@@ -221,11 +256,13 @@ class Collector:
         return self
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting, end open connections (waiting for requests in progress), close."""
+        """Stop accepting, end waits, streams and open connections (waiting for requests in
+        progress), close the store."""
         if self._thread is not None:
             self.server.shutdown()
             self._thread.join(timeout)
         self.server.server_close()
+        self.changes.close()
         self.server.close_connections(timeout)
         self.store.close()
 
@@ -238,8 +275,8 @@ class Collector:
     # -- reading what arrived ------------------------------------------------------------------
 
     def events(self, **filters: Any) -> list[dict[str, Any]]:
-        """Stored messages, oldest first; filters: ``type``, ``user_id``, ``event``, ``source``,
-        ``limit``."""
+        """Stored messages, oldest first; filters are the fields of ``store.Query``: ``type``,
+        ``user_id``, ``user``, ``event``, ``source``, ``q``, ``valid``, ``limit``."""
         return [s.message() for s in self.store.find(Query(**filters))]
 
     def wait_for(self, count: int, timeout: float = 10.0, **filters: Any) -> list[dict[str, Any]]:
@@ -248,26 +285,44 @@ class Collector:
         Woken by each write rather than by polling; raises ``AssertionError`` on timeout.
         """
         query = Query(**filters)
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            self._waiters += 1
-            try:
-                while (stored := self.store.count(query)) < count:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise AssertionError(f"expected {count} events, got {stored}")
-                    self._changed.wait(remaining)
-            finally:
-                self._waiters -= 1
+        if not self.changes.wait(lambda: self.store.count(query) >= count, timeout):
+            raise AssertionError(f"expected {count} events, got {self.store.count(query)}")
         return self.events(**filters)
 
-    def stats(self) -> dict[str, Any]:
-        return {**self.store.stats(), "faults": self.faults.as_json()}
+    def violations(self, **filters: Any) -> list[dict[str, Any]]:
+        """Every violation of the tracking plan among the stored messages, oldest first, as
+        ``{"event", "id", "type", "field", "message"}`` (``event``: the name, or the type of a
+        message without one; ``id``: its arrival number). Filters as for ``events``."""
+        query = Query(**{**filters, "valid": False})
+        return [
+            {"event": entry.event or entry.type, "id": entry.id, **violation}
+            for entry in self.store.entries(query, oldest_first=True)
+            for violation in orjson.loads(entry.violations or "[]")
+        ]
 
-    def _notify(self) -> None:
-        """Called after each write. A waiter registers before it counts, and the write is
-        committed before this reads ``_waiters``, so no wake-up is lost by skipping the lock
-        when nobody waits."""
-        if self._waiters:
-            with self._changed:
-                self._changed.notify_all()
+    def assert_no_violations(self, **filters: Any) -> None:
+        """Raise ``AssertionError`` listing every violation, if there is any."""
+        __tracebackhide__ = True  # pytest shows the caller's line
+        found = self.violations(**filters)
+        if found:
+            lines = [f"{v['event']}: {v['message']} ({v['type']})" for v in found]
+            raise AssertionError(
+                f"{len(found)} tracking-plan violation(s):\n  " + "\n  ".join(lines)
+            )
+
+    def stats(self) -> dict[str, Any]:
+        """The store's counts, fault injection, the plan and the last minute's events/s."""
+        plan = self.intake.plan
+        return {
+            **self.store.stats(),
+            "faults": self.faults.as_json(),
+            "plan": None if plan is None else {**plan.describe(), "mode": self.intake.mode},
+            "rate": self.changes.rate(),
+            "epoch": self.changes.epoch,
+        }
+
+    def reset(self) -> None:
+        """Forget every stored message and every count (``POST /api/reset``)."""
+        self.store.reset()
+        self.faults.reset_count()
+        self.changes.reset()

@@ -1,10 +1,16 @@
 """The collector's SQLite event store: one row per message, deduplicated, in WAL mode.
 
 One writer connection, used under a lock, inserts each request's messages with a single
-``executemany`` of ``INSERT ... ON CONFLICT DO NOTHING`` in one transaction, so a request is
-stored whole or not at all, and a message whose ``(source, dedup_key)`` is already there is
-counted as a duplicate instead of being stored twice. Readers use their own connections, which
-WAL lets run while the writer writes.
+``executemany`` in one transaction, so a request is stored whole or not at all, and a message
+whose ``(source, dedup_key)`` is already there is counted as a duplicate (on its row, and per
+source) instead of being stored twice. Readers use their own connections, which WAL lets run
+while the writer writes.
+
+Every request to an event API is logged in ``requests`` (endpoint, status, gzip, batch size,
+injected fault), accepted or not: its events point at it, which is what the debugger's Delivery
+tab shows, and refused ones are counted by status. The messages of a request failed by fault
+injection are remembered by key in ``faulted``, so that the event that a retry stored shows the
+faults it went through.
 
 The unique index is on a 64-bit hash of ``(source, dedup_key)`` rather than on the text: random
 UUID keys dirty one index page per message, and an integer index has about a third as many
@@ -21,7 +27,7 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Union
 
@@ -37,7 +43,11 @@ CREATE TABLE IF NOT EXISTS events (
     user_id TEXT,
     event TEXT,
     received_at REAL NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    anonymous_id TEXT,
+    request_id INTEGER,
+    violations TEXT,
+    dup_hits INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_unhashed ON events (source, dedup_key)
     WHERE dedup_hash IS NULL;
@@ -45,12 +55,46 @@ CREATE TABLE IF NOT EXISTS duplicates (
     source TEXT PRIMARY KEY,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    source TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    gzip INTEGER NOT NULL,
+    messages INTEGER,
+    fault TEXT,
+    retry INTEGER
+);
+CREATE TABLE IF NOT EXISTS faulted (
+    dedup_hash INTEGER NOT NULL,
+    request_id INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faulted_hash ON faulted (dedup_hash);
 """
+ADDED_COLUMNS = {
+    "anonymous_id": "TEXT",
+    "request_id": "INTEGER",
+    "violations": "TEXT",
+    "dup_hits": "INTEGER NOT NULL DEFAULT 0",
+}
+"""Columns of ``events`` that databases written before the debugger lack; added on open."""
 INSERT = (
-    "INSERT INTO events (source, type, dedup_hash, dedup_key, user_id, event, received_at, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_hash) DO NOTHING"
+    "INSERT INTO events (source, type, dedup_hash, dedup_key, user_id, event, received_at, body,"
+    " anonymous_id, request_id, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (dedup_hash) DO UPDATE SET dup_hits = dup_hits + 1"
+    " WHERE dedup_key = excluded.dedup_key"
 )
-"""Like ``INSERT OR IGNORE``, but only a duplicate is skipped: any other constraint fails."""
+"""A duplicate counts a hit on the stored row; a hash collision (another key) changes nothing
+and is stored by ``_store_collisions``; any other constraint fails."""
+INSERT_REQUEST = (
+    "INSERT INTO requests (received_at, source, endpoint, status, gzip, messages, fault, retry)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+ENTRY_COLUMNS = (
+    "id, source, type, received_at, event, user_id, anonymous_id, violations, body, request_id,"
+    " dup_hits, dedup_key"
+)
 SQL_VARIABLES = 500
 """Placeholders per ``IN (...)`` query, under every SQLite build's limit."""
 
@@ -65,11 +109,36 @@ class Row(NamedTuple):
     user_id: str | None
     event: str | None
     body: str
+    anonymous_id: str | None = None
+    violations: str | None = None
+    """The tracking plan's violations as a JSON list, None when the message passed (or there
+    is no plan)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one request to an event API arrived and was answered."""
+
+    source: str
+    endpoint: str
+    gzip: bool
+    status: int = 200
+    messages: int | None = None
+    """Messages in the request; None when it was refused before they were read."""
+    fault: str | None = None
+    """The fault injected into this request, in words (``status 503``, ``delay 250 ms``)."""
+    retry: int | None = None
+    """The client's ``X-Retry-Count``: how many times it had sent this request before."""
+
+    def params(self, now: float) -> tuple[Any, ...]:
+        return (now, self.source, self.endpoint, self.status, int(self.gzip), self.messages,
+                self.fault, self.retry)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Query:
-    """Filters shared by ``/api/events``, ``segment-clone events`` and the test fixtures."""
+    """Filters shared by ``/api/events``, the debugger, ``segment-clone events`` and the test
+    fixtures. Each one given narrows the match; ``None`` means any."""
 
     type: str | None = None
     user_id: str | None = None
@@ -77,14 +146,38 @@ class Query:
     source: str | None = None
     limit: int | None = None
     """The most recent ``limit`` matches (still returned oldest first); None means all."""
+    q: str | None = None
+    """Free text, anywhere in the stored JSON (case-insensitive for ASCII)."""
+    user: str | None = None
+    """The userId or anonymousId (Mixpanel: distinct_id)."""
+    valid: bool | None = None
+    """True: messages that passed the tracking plan; False: those that broke it."""
+    after: int | None = None
+    before: int | None = None
+    """Only messages stored after (before) the one with this ``id``, the arrival number."""
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, table: str = "") -> tuple[str, list[Any]]:
+        """The SQL ``WHERE`` clause (empty without filters) and its parameters; ``table`` is
+        the alias to qualify columns with, when the query joins another table."""
+        t = f"{table}." if table else ""
         clauses, params = [], []
         for column in ("type", "user_id", "event", "source"):
             value = getattr(self, column)
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"{t}{column} = ?")
                 params.append(value)
+        if self.q is not None:
+            clauses.append(f"{t}body LIKE ? ESCAPE '\\'")
+            params.append("%" + _like_escape(self.q) + "%")
+        if self.user is not None:
+            clauses.append(f"({t}user_id = ? OR {t}anonymous_id = ?)")
+            params += [self.user, self.user]
+        if self.valid is not None:
+            clauses.append(f"{t}violations IS {'' if self.valid else 'NOT '}NULL")
+        for bound, op in ((self.after, ">"), (self.before, "<")):
+            if bound is not None:
+                clauses.append(f"{t}id {op} ?")
+                params.append(bound)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -102,10 +195,31 @@ class Stored:
         return parsed
 
 
-class EventStore:
-    """Thread-safe access to one SQLite database file; reopening the file keeps everything."""
+class Entry(NamedTuple):
+    """A stored message as the debugger lists it: arrival number, metadata, raw JSON."""
 
-    def __init__(self, path: StrPath, on_write: Callable[[], None] | None = None) -> None:
+    id: int
+    source: str
+    type: str
+    received_at: float
+    event: str | None
+    user_id: str | None
+    anonymous_id: str | None
+    violations: str | None
+    body: str
+    request_id: int | None
+    dup_hits: int
+    dedup_key: str
+
+
+class EventStore:
+    """Thread-safe access to one SQLite database file; reopening the file keeps everything.
+
+    ``on_write(stored)`` is called after each committed write with the number of messages it
+    stored (0 for a write that stored none, such as a refused request or a reset).
+    """
+
+    def __init__(self, path: StrPath, on_write: Callable[[int], None] | None = None) -> None:
         self.path = str(path)
         self._on_write = on_write
         self._lock = threading.Lock()
@@ -116,6 +230,7 @@ class EventStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._writer.executescript(SCHEMA)
+        _add_missing_columns(self._writer)
         self._checkpointer = Checkpointer(self._connect())
 
     def _connect(self) -> sqlite3.Connection:
@@ -125,38 +240,75 @@ class EventStore:
         self._all.append(conn)
         return conn
 
-    def add(self, source: str, rows: Sequence[Row]) -> tuple[int, int]:
-        """Store ``rows`` in one transaction; returns ``(stored, duplicates)``."""
-        now = time.time()
-        params = [
-            (source, r.type, dedup_hash(source, r.dedup_key), r.dedup_key, r.user_id, r.event,
-             now, r.body)
-            for r in rows
-        ]  # fmt: skip
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The writer, in a transaction that commits on success and rolls back on any error."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the event store is closed")
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                stored = max(conn.executemany(INSERT, params).rowcount, 0)
-                if stored < len(params):
-                    stored += _store_collisions(conn, params)
-                duplicates = len(params) - stored
-                if duplicates:
-                    conn.execute(
-                        "INSERT INTO duplicates (source, count) VALUES (?, ?)"
-                        " ON CONFLICT (source) DO UPDATE SET count = count + excluded.count",
-                        (source, duplicates),
-                    )
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        self._checkpointer.wrote(len(params))
+
+    def _wrote(self, rows: int, stored: int) -> None:
+        self._checkpointer.wrote(rows)
         if self._on_write is not None:
-            self._on_write()
+            self._on_write(stored)
+
+    def add(
+        self, source: str, rows: Sequence[Row], delivery: Delivery | None = None
+    ) -> tuple[int, int]:
+        """Store ``rows`` (and the request that brought them, if given) in one transaction;
+        returns ``(stored, duplicates)``."""
+        now = time.time()
+        with self._transaction() as conn:
+            request_id = None
+            if delivery is not None:
+                request_id = conn.execute(INSERT_REQUEST, delivery.params(now)).lastrowid
+            params = [
+                (source, r.type, dedup_hash(source, r.dedup_key), r.dedup_key, r.user_id,
+                 r.event, now, r.body, r.anonymous_id, request_id, r.violations)
+                for r in rows
+            ]  # fmt: skip
+            (last_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+            conn.executemany(INSERT, params)
+            (stored,) = conn.execute(
+                "SELECT count(*) FROM events WHERE id > ?", (last_id,)
+            ).fetchone()
+            if stored < len(params):
+                stored += _store_collisions(conn, params)
+            duplicates = len(params) - stored
+            if duplicates:
+                conn.execute(
+                    "INSERT INTO duplicates (source, count) VALUES (?, ?)"
+                    " ON CONFLICT (source) DO UPDATE SET count = count + excluded.count",
+                    (source, duplicates),
+                )
+        self._wrote(len(params), stored)
         return stored, duplicates
+
+    def log_refused(self, delivery: Delivery, faulted_keys: Sequence[str] = ()) -> None:
+        """Log a request that stored nothing; ``faulted_keys`` are the dedup keys of the
+        messages in it when it was failed by fault injection."""
+        with self._transaction() as conn:
+            request_id = conn.execute(INSERT_REQUEST, delivery.params(time.time())).lastrowid
+            conn.executemany(
+                "INSERT INTO faulted (dedup_hash, request_id) VALUES (?, ?)",
+                [(dedup_hash(delivery.source, key), request_id) for key in faulted_keys],
+            )
+        self._wrote(1, 0)
+
+    def reset(self) -> None:
+        """Forget every message, request and count."""
+        with self._transaction() as conn:
+            for table in ("events", "duplicates", "requests", "faulted"):
+                conn.execute(f"DELETE FROM {table}")
+        self._wrote(0, 0)
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
@@ -189,13 +341,85 @@ class EventStore:
             rows = conn.execute(sql + " ORDER BY id", params).fetchall()
         return [Stored(source, type_, at, body) for _, source, type_, at, body in rows]
 
+    def entries(
+        self, query: Query, limit: int | None = None, oldest_first: bool = False
+    ) -> list[Entry]:
+        """Up to ``limit`` matches (all if None), newest first, or the oldest ones first."""
+        where, params = query.where()
+        order = "" if oldest_first else " DESC"
+        sql = f"SELECT {ENTRY_COLUMNS} FROM events{where} ORDER BY id{order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._reader() as conn:
+            return [Entry(*row) for row in conn.execute(sql, params).fetchall()]
+
+    def entry(self, id_: int) -> tuple[Entry, dict[str, Any]] | None:
+        """One message by arrival number, with its delivery: the request that stored it and
+        the requests that fault injection failed before."""
+        with self._reader() as conn:
+            row = conn.execute(f"SELECT {ENTRY_COLUMNS} FROM events WHERE id = ?", (id_,))
+            found = row.fetchone()
+            if found is None:
+                return None
+            entry = Entry(*found)
+            request = conn.execute(
+                "SELECT endpoint, status, gzip, messages, fault, retry FROM requests WHERE id = ?",
+                (entry.request_id,),
+            ).fetchone()
+            faults = conn.execute(
+                "SELECT r.received_at, r.endpoint, r.status, r.fault FROM faulted f"
+                " JOIN requests r ON r.id = f.request_id WHERE f.dedup_hash = ? ORDER BY r.id",
+                (dedup_hash(entry.source, entry.dedup_key),),
+            ).fetchall()
+        delivery: dict[str, Any] = dict.fromkeys(
+            ("endpoint", "status", "gzip", "batch_size", "fault", "retry")
+        )
+        if request is not None:
+            endpoint, status, gzip, messages, fault, retry = request
+            delivery.update(endpoint=endpoint, status=status, gzip=bool(gzip),
+                            batch_size=messages, fault=fault, retry=retry)  # fmt: skip
+        delivery["duplicates"] = entry.dup_hits
+        delivery["faulted_attempts"] = [
+            {"at": iso_time(at), "endpoint": endpoint, "status": status, "fault": fault}
+            for at, endpoint, status, fault in faults
+        ]
+        return entry, delivery
+
+    def violation_groups(self, query: Query = Query()) -> list[dict[str, Any]]:
+        """The violations of matching messages, grouped by event (or type), violation type,
+        field and message, most frequent first."""
+        where, params = replace(query, valid=False).where("e")
+        sql = (
+            "SELECT coalesce(e.event, e.type), json_extract(v.value, '$.type'),"
+            " json_extract(v.value, '$.field'), json_extract(v.value, '$.message'),"
+            " count(*), max(e.received_at)"
+            f" FROM events e, json_each(e.violations) v{where}"
+            " GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 6 DESC"
+        )
+        with self._reader() as conn:
+            groups = conn.execute(sql, params).fetchall()
+        return [
+            {"event": event, "type": type_, "field": field, "message": message, "count": count,
+             "last_seen": iso_time(last)}
+            for event, type_, field, message, count, last in groups
+        ]  # fmt: skip
+
     def stats(self) -> dict[str, Any]:
-        """Counts by source and type, and duplicates refused, since the file was created."""
+        """Counts by source and type, duplicates refused, messages that broke the plan and
+        requests refused by status, since the file was created (or last reset)."""
         with self._reader() as conn:
             counts = conn.execute(
                 "SELECT source, type, COUNT(*) FROM events GROUP BY source, type ORDER BY 1, 2"
             ).fetchall()
             dups = dict(conn.execute("SELECT source, count FROM duplicates").fetchall())
+            (invalid,) = conn.execute(
+                "SELECT COUNT(*) FROM events WHERE violations IS NOT NULL"
+            ).fetchone()
+            rejected = conn.execute(
+                "SELECT status, COUNT(*) FROM requests WHERE status >= 300 AND fault IS NULL"
+                " GROUP BY status ORDER BY status"
+            ).fetchall()
         sources: dict[str, dict[str, Any]] = {}
         for source, type_, n in counts:
             entry = sources.setdefault(source, {"total": 0, "duplicates": 0, "types": {}})
@@ -207,6 +431,8 @@ class EventStore:
         return {
             "total": sum(s["total"] for s in sources.values()),
             "duplicates": sum(s["duplicates"] for s in sources.values()),
+            "invalid": invalid,
+            "rejected": {str(status): n for status, n in rejected},
             "sources": sources,
         }
 
@@ -229,6 +455,12 @@ class EventStore:
         self.close()
 
 
+def iso_time(seconds: float) -> str:
+    """A stored time as ISO 8601 UTC with milliseconds, as the APIs show it."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{whole}.{int(seconds * 1000) % 1000:03d}Z"
+
+
 def dedup_hash(source: str, key: str) -> int:
     """A signed 64-bit hash of ``(source, key)``, the store's unique index.
 
@@ -238,6 +470,17 @@ def dedup_hash(source: str, key: str) -> int:
     """
     data = f"{source}\0{key}".encode()
     return (zlib.crc32(data) << 32 | zlib.adler32(data)) - (1 << 63)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    for column, declaration in ADDED_COLUMNS.items():
+        if column not in have:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {column} {declaration}")
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _store_collisions(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -> int:
@@ -259,11 +502,12 @@ def _store_collisions(conn: sqlite3.Connection, params: list[tuple[Any, ...]]) -
         source, key = p[0], p[3]
         if known[p[2]] == key:
             continue
-        exists = conn.execute(
-            "SELECT 1 FROM events WHERE dedup_hash IS NULL AND source = ? AND dedup_key = ?",
+        counted = conn.execute(
+            "UPDATE events SET dup_hits = dup_hits + 1"
+            " WHERE dedup_hash IS NULL AND source = ? AND dedup_key = ?",
             (source, key),
-        ).fetchone()
-        if exists is None:
+        ).rowcount
+        if not counted:
             conn.execute(INSERT, (*p[:2], None, *p[3:]))
             stored += 1
     return stored

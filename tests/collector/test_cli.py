@@ -13,9 +13,11 @@ import pytest
 
 from segment_clone import cli
 from segment_clone.collector import Collector
+from segment_clone.collector.plan import parse_plan
 
 from ..api import call, get, post, track
 from ..processes import MODULE, SCRIPT, collector_process
+from .plans import COMPACT, GOOD_ORDER, mixpanel_event, segment_track, write_plan
 
 # -- segment-clone collector ------------------------------------------------------------------
 
@@ -286,3 +288,169 @@ def test_send_usage_errors(
                 "[1]",
             ]
         )
+
+
+# -- tracking plans on the command line ---------------------------------------------------------
+
+
+def test_collector_checks_messages_against_a_plan(tmp_path: Path) -> None:
+    plan = str(write_plan(tmp_path, "segment"))
+    bad = segment_track("Order Completed", {"order_id": "o"}, "bad")
+    good = segment_track("Order Completed", GOOD_ORDER, "good")
+    with collector_process("--db", str(tmp_path / "f.db"), "--plan", plan) as flagging:
+        assert post(flagging.url, "/v1/batch", {"batch": [good, bad]}).status == 200
+        [stored] = get(flagging.url, "/api/events?valid=false")["events"]
+        assert stored["messageId"] == "bad"
+        assert get(flagging.url, "/api/stats")["plan"]["mode"] == "flag"
+        assert flagging.stop()[0] == 0
+    args = ("--db", str(tmp_path / "b.db"), "--plan", plan, "--plan-mode", "block")
+    with collector_process(*args) as blocking:
+        refused = post(blocking.url, "/v1/batch", {"batch": [good, bad]})
+        assert refused.status == 400
+        assert refused.json()["violations"][0]["field"] == "properties.total"
+        assert get(blocking.url, "/api/events")["total"] == 0
+        assert blocking.stop()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--plan-mode", "block"], "--plan-mode needs --plan"),
+        (["--plan", "missing.json"], "cannot read the plan missing.json"),
+        (["--plan-mode", "warn"], "invalid choice"),
+    ],
+)
+def test_collector_refuses_a_plan_it_cannot_use(
+    tmp_path: Path, args: list[str], error: str
+) -> None:
+    result = subprocess.run(
+        [SCRIPT, "collector", "--port", "0", "--db", "e.db", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert error in result.stderr
+    assert not (tmp_path / "e.db").exists()
+
+
+def write_jsonl(path: Path, records: list[Any]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def test_plan_check_prints_each_violation_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = str(write_plan(tmp_path))
+    lines = write_jsonl(
+        tmp_path / "events.jsonl",
+        [
+            segment_track("Order Completed", GOOD_ORDER, "1"),
+            segment_track("Order Completed", {"order_id": 5, "total": 1}, "2"),
+            "",
+            mixpanel_event("Signed Up", {"plan": "gold"}, "3"),
+            {"type": "identify", "userId": "u", "traits": {"email": "ada@example.com"}},
+            "{broken",
+            {"hello": "world"},
+        ],
+    )
+    status, out, err = run_cli(capsys, "plan", "check", plan, str(lines))
+    assert status == 1
+    printed = out.splitlines()
+    assert printed[:2] == [
+        "line 2 (Order Completed): type properties.order_id: properties.order_id must be a"
+        " string, not an integer",
+        'line 4 (Signed Up): enum properties.plan: properties.plan must be one of "free", "pro"',
+    ]
+    assert printed[2].startswith("line 6: not JSON: ")
+    assert printed[3:] == ["line 7: neither a Segment message nor a Mixpanel record"]
+    assert "6 message(s) checked against plan.json: 2 violation(s) in 2 message(s)" in err
+    assert "2 unreadable line(s)" in err
+
+
+def test_plan_check_passes_a_clean_file_and_refuses_a_bad_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = str(write_plan(tmp_path, "segment"))
+    lines = write_jsonl(tmp_path / "ok.jsonl", [segment_track("Signed Up", {"plan": "pro"}, "1")])
+    status, out, err = run_cli(capsys, "plan", "check", plan, str(lines))
+    assert (status, out) == (0, "")
+    assert "1 message(s) checked against plan.json: 0 violation(s)" in err
+    (tmp_path / "bad.json").write_text('{"events": []}')
+    status, _, err = run_cli(capsys, "plan", "check", str(tmp_path / "bad.json"), str(lines))
+    assert (status, err.strip()) == (
+        2,
+        "segment-clone plan: events must be an object keyed by event name",
+    )
+    status, _, err = run_cli(capsys, "plan", "check", plan, str(tmp_path / "none.jsonl"))
+    assert status == 2
+    assert "cannot read" in err
+
+
+# -- segment-clone events --url ----------------------------------------------------------------
+
+
+def test_events_reads_a_running_collector(
+    make_collector: Callable[..., Collector], capsys: pytest.CaptureFixture[str]
+) -> None:
+    running = make_collector(plan=parse_plan(COMPACT))
+    batch = [
+        segment_track("Signed Up", {"plan": "pro"}, "1"),
+        {"type": "identify", "anonymousId": "anon", "traits": {"email": "a@example.com"}},
+        segment_track("Signed Up", {"plan": "gold"}, "3"),
+        *[segment_track("Signed Up", {"plan": "free"}, f"x{i}") for i in range(600)],
+    ]
+    assert post(running.url, "/v1/batch", {"batch": batch}).status == 200
+    url = running.url
+    status, out, _ = run_cli(capsys, "events", "--url", url)
+    assert status == 0
+    assert [json.loads(line) for line in out.splitlines()] == batch  # paged, in order
+    _, out, _ = run_cli(capsys, "events", "--url", url, "--valid", "false")
+    assert [json.loads(line)["messageId"] for line in out.splitlines()] == ["3"]
+    _, out, _ = run_cli(capsys, "events", "--url", url, "--user", "anon")
+    assert [json.loads(line)["type"] for line in out.splitlines()] == ["identify"]
+    _, out, _ = run_cli(capsys, "events", "--url", url, "--limit", "502")
+    assert [json.loads(line)["messageId"] for line in out.splitlines()][:2] == ["x98", "x99"]
+    assert len(out.splitlines()) == 502
+    assert run_cli(capsys, "events", "--url", url, "--type", "identify", "--count")[1] == "1\n"
+    _, out, _ = run_cli(capsys, "events", "--url", url, "--stats")
+    assert json.loads(out)["invalid"] == 1
+
+
+def test_events_says_when_it_cannot_read(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run_cli(capsys, "events", "--url", f"http://127.0.0.1:{free_port()}")
+    assert status == 1
+    assert "cannot read http://127.0.0.1:" in err
+    status, _, err = run_cli(capsys, "events", "--follow")
+    assert (status, "give --url" in err) == (1, True)
+    status, _, err = run_cli(capsys, "events", "--url", "ftp://example")
+    assert (status, "http://" in err) == (1, True)
+
+
+def test_events_follow_tails_a_collector_until_ctrl_c(collector: Collector) -> None:
+    assert post(collector.url, "/v1/track", track("u1", "Before", "b1")).status == 200
+    follower = subprocess.Popen(
+        [SCRIPT, "events", "--url", collector.url, "--follow", "--type", "track"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert json.loads(follower.stdout.readline())["messageId"] == "b1"
+        assert post(collector.url, "/v1/identify", {"userId": "u1", "messageId": "i"}).status
+        assert post(collector.url, "/v1/track", track("u1", "After", "a1")).status == 200
+        assert json.loads(follower.stdout.readline())["messageId"] == "a1"
+        batch = [track("u1", "Later", f"l{i}") for i in range(3)]
+        assert post(collector.url, "/v1/batch", {"batch": batch}).status == 200
+        later = [json.loads(follower.stdout.readline())["messageId"] for _ in range(3)]
+        assert later == ["l0", "l1", "l2"]
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert (follower.returncode, out, err) == (0, "", "")

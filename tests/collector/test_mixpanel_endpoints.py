@@ -402,12 +402,16 @@ def test_unknown_paths_and_methods_keep_the_collectors_own_errors(collector: Col
     assert (reply.status, reply.json()["code"]) == (404, "not_found")
 
 
-def test_the_page_shows_who_mixpanel_rows_are_about(collector: Collector) -> None:
+def test_the_debugger_lists_who_mixpanel_rows_are_about(collector: Collector) -> None:
     mp = Mixpanel("tok", Consumer(api_host=collector.url, request_timeout=10))
     mp.track("event-user", "Clicked")
     mp.people_set("profile-user", {"a": 1})
     mp.group_set("company", "acme-group", {"b": 2})
-    page = call(collector.url, "GET", "/").body.decode()
-    assert "<td>event-user</td><td>Clicked</td>" in page
-    assert "<td>profile-user</td>" in page
-    assert "<td>acme-group</td>" in page
+    entries = get(collector.url, "/api/entries")["entries"]
+    assert [(e["type"], e["user"], e["event"]) for e in entries] == [
+        ("groups", None, "$set"),
+        ("engage", "profile-user", "$set"),
+        ("track", "event-user", "Clicked"),
+    ]
+    [profile] = get(collector.url, "/api/entries?user=profile-user")["entries"]
+    assert json.loads(profile["raw"])["$set"] == {"a": 1}

@@ -10,6 +10,7 @@ import segment_clone as analytics
 from segment_clone.collector import Collector
 
 from ..api import post, track
+from .plans import write_plan
 
 
 def test_collector_fixture_is_running_on_a_free_port_with_a_fresh_db(collector: Collector) -> None:
@@ -75,3 +76,68 @@ def test_the_plugin_is_registered_by_its_entry_point(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+PLANNED_TESTS = """
+import segment_clone as analytics
+
+
+def test_a_planned_event_passes(analytics_capture):
+    analytics.track("ada", "Signed Up", {"plan": "pro"})
+    analytics_capture.assert_no_violations()
+    assert analytics_capture.stats()["total"] == 1
+
+
+def test_an_unplanned_property_fails_with_the_list(analytics_capture):
+    analytics.track("ada", "Signed Up", {"plan": "gold"})
+    analytics.identify("ada", {"email": "not an address"})
+    analytics_capture.assert_no_violations()
+
+
+def test_the_collector_fixture_lists_violations(collector):
+    import json, urllib.request
+    body = json.dumps({"batch": [{"type": "track", "userId": "u", "event": "Nope"}]}).encode()
+    request = urllib.request.Request(collector.url + "/v1/batch", body,
+                                     {"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()
+    assert [(v["event"], v["type"]) for v in collector.violations()] == [("Nope", "unplanned")]
+"""
+
+
+def run_user_tests(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    (folder / "test_user_app.py").write_text(PLANNED_TESTS)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, str(folder)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_plan_given_on_the_command_line_checks_what_the_app_sends(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, "segment", "tracking-plan.json")
+    result = run_user_tests(tmp_path, "--segment-clone-plan", str(plan))
+    assert "1 failed, 2 passed" in result.stdout, result.stdout + result.stderr
+    failure = result.stdout[result.stdout.index("test_an_unplanned_property_fails") :]
+    assert "2 tracking-plan violation(s)" in failure
+    assert 'Signed Up: properties.plan must be one of "free", "pro" (enum)' in failure
+    assert "identify: traits.email must be a valid email (format)" in failure
+
+
+def test_a_plan_in_the_ini_file_is_found_next_to_it(tmp_path: Path) -> None:
+    write_plan(tmp_path, "compact", "plan.json")
+    (tmp_path / "pytest.ini").write_text("[pytest]\nsegment_clone_plan = plan.json\n")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    result = run_user_tests(sub, "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"))
+    assert "1 failed, 2 passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_without_a_plan_nothing_is_flagged_and_a_bad_plan_stops_the_run(tmp_path: Path) -> None:
+    result = run_user_tests(tmp_path)
+    assert "1 failed, 2 passed" in result.stdout  # only the test that expects a violation
+    assert "tracking-plan violation" not in result.stdout
+    missing = run_user_tests(tmp_path, "--segment-clone-plan", str(tmp_path / "none.json"))
+    assert missing.returncode == 4  # pytest's usage error
+    assert "segment_clone: cannot read the plan" in missing.stderr

@@ -29,3 +29,13 @@ def test_the_benchmark_runs_and_checks_what_was_stored() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "events/s" in result.stdout
     assert "stored" in result.stdout
+
+
+def test_the_benchmark_compares_ingest_without_and_with_a_plan() -> None:
+    bench = ROOT / "benchmarks" / "collector_bench.py"
+    result = run_file(
+        bench, "--compare-plan", "--seconds", "0.3", "--max-events-per-second", "3000"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "with a 50-rule plan:" in result.stdout.splitlines()[-2]
+    assert "events/s without a plan" in result.stdout
