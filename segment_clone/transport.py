@@ -144,7 +144,9 @@ class Session(requests.Session):
         env_proxies, env_bundle = self._environment_for(url, proxies)
         # requests' precedence: this call's proxies, then the environment's, then the session's
         merged_proxies = {**(self.proxies or {}), **env_proxies, **(proxies or {})}
-        if select_proxy(url, {k: v for k, v in merged_proxies.items() if v is not None}):
+        if merged_proxies and select_proxy(
+            url, {k: v for k, v in merged_proxies.items() if v is not None}
+        ):
             return None
         origin = self._origin(url)
         tls_key = None
@@ -155,16 +157,9 @@ class Session(requests.Session):
         if pool is None:
             tls = None if tls_key is None else self._tls_context(*tls_key)
             pool = self._pools.setdefault((origin, tls_key), Pool(origin, tls, POOL_SIZE))
-        merged = CaseInsensitiveDict(self.headers)
-        merged.update(headers or {})
-        head = [
-            b"POST %s HTTP/1.1" % origin.target.encode(),
-            b"Host: " + origin.host_header.encode(),
-        ]
-        head += [_header(k, v) for k, v in merged.items() if v is not None]
-        head.append(b"Content-Length: %d\r\n\r\n" % len(body))
+        head = _request_head(origin, self.headers, headers or {}, len(body))
         connect, read = _timeouts(timeout)
-        return _response(url, pool.post(b"\r\n".join(head), body, connect, read))
+        return _response(url, pool.post(head, body, connect, read))
 
     def _origin(self, url: str) -> Origin:
         origin = self._origins.get(url)
@@ -223,13 +218,27 @@ def _new_tls_context(verify: Any, cert: Any) -> ssl.SSLContext:
     return context
 
 
-def _header(name: str | bytes, value: str | bytes) -> bytes:
-    """One header line; requests refuses values that would split the request, and so do we."""
-    line = (name if isinstance(name, bytes) else name.encode("latin-1")) + b": "
-    line += value if isinstance(value, bytes) else str(value).encode("latin-1")
-    if b"\r" in line or b"\n" in line:
-        raise requests.exceptions.InvalidHeader(f"header {name!r} holds a line break")
-    return line
+def _request_head(origin: Origin, session: Any, request: Any, length: int) -> bytes:
+    """Request line and headers: the session's, overridden by the request's case-insensitively,
+    as requests merges them; a None value removes a header."""
+    fields: dict[str, tuple[str, str]] = {}
+    for name, value in (*session.items(), *request.items()):
+        text = _text(name)
+        fields[text.lower()] = (text, value)
+    lines = [f"POST {origin.target} HTTP/1.1", f"Host: {origin.host_header}"]
+    for name, value in fields.values():
+        if value is None:
+            continue
+        line = f"{name}: {_text(value)}"
+        if "\r" in line or "\n" in line:  # requests refuses these too: they would split it
+            raise requests.exceptions.InvalidHeader(f"header {name!r} holds a line break")
+        lines.append(line)
+    lines.append(f"Content-Length: {length}\r\n\r\n")
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 def _timeouts(timeout: Any) -> tuple[float | None, float | None]:
