@@ -235,7 +235,8 @@ class Client:
     ) -> Result:
         traits = traits or {}
         _require_ids(user_id, anonymous_id)
-        require("traits", traits, dict)
+        if type(traits) is not dict:
+            require("traits", traits, dict)
         return self._enqueue(
             {
                 "integrations": integrations or {},
@@ -262,7 +263,8 @@ class Client:
     ) -> Result:
         properties = properties or {}
         _require_ids(user_id, anonymous_id)
-        require("properties", properties, dict)
+        if type(properties) is not dict:
+            require("properties", properties, dict)
         if type(event) is not str:
             require("event", event, str)
         return self._enqueue(
@@ -315,7 +317,8 @@ class Client:
     ) -> Result:
         traits = traits or {}
         require("group_id", group_id, ID_TYPES)
-        require("traits", traits, dict)
+        if type(traits) is not dict:
+            require("traits", traits, dict)
         _require_ids(user_id, anonymous_id)
         return self._enqueue(
             {
@@ -380,7 +383,8 @@ class Client:
     ) -> Result:
         properties = properties or {}
         _require_ids(user_id, anonymous_id)
-        require("properties", properties, dict)
+        if type(properties) is not dict:
+            require("properties", properties, dict)
         if name:
             require("name", name, str)
         if category:

@@ -1,9 +1,14 @@
 """The bounded hand-off between caller threads and consumer threads.
 
 ``queue.Queue`` takes a lock and signals a Condition on every put and every get. Here a put is
-one lock and a deque append; consumers are woken only when the queue stops being empty or a
-batch fills, take a whole batch under one lock, and ``join`` accepts a timeout. Items are the
-encoded message bytes, so a batch can be capped by bytes without re-encoding anything.
+a length check and a deque append, which the deque makes atomic, with no lock: caller threads
+never wait for each other or for a consumer, however many there are. A put takes the lock only
+to wake a consumer that sleeps, when the queue stops being empty or a batch fills. Consumers
+take a whole batch under the lock, and ``join`` accepts a timeout. Items are the encoded
+message bytes, so a batch can be capped by bytes without re-encoding anything.
+
+Without a lock, callers racing for the last free place can each take it: the queue can hold
+one extra message per racing caller thread beyond ``maxsize``.
 """
 
 from __future__ import annotations
@@ -40,10 +45,13 @@ class MessageQueue:
         self._ready = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
-        self._unfinished = 0
+        self._held = 0
+        """Items taken out of ``_items`` (by consumers or ``take_all``) and not yet done."""
+        self._finished = 0
+        self._sleepers = 0
+        """Consumers waiting for items; a put wakes them only when this is not zero."""
         self._flushing = 0
         self._waiters: list[Callable[[], None]] = []
-        self.accepted = 0
 
     def qsize(self) -> int:
         return len(self._items)
@@ -58,30 +66,33 @@ class MessageQueue:
     @property
     def unfinished_tasks(self) -> int:
         """Items accepted but not yet finished: queued plus held by a consumer."""
-        return self._unfinished
+        return len(self._items) + self._held
+
+    @property
+    def accepted(self) -> int:
+        """Items ever accepted: each is queued, held, or finished."""
+        return self._finished + self.unfinished_tasks
 
     def put_nowait(self, item: bytes) -> None:
-        """Append ``item`` or raise ``queue.Full``; never blocks beyond the lock."""
-        with self._lock:
-            n = len(self._items)
-            if n >= self.maxsize:
-                raise queue.Full
-            self._append(item, n)
+        """Append ``item`` or raise ``queue.Full``; never waits, not even for a lock."""
+        items = self._items
+        if len(items) >= self.maxsize:
+            raise queue.Full
+        items.append(item)
+        # The append comes before this read, and a consumer counts itself asleep before it
+        # looks at the queue, so one of the two always sees the other.
+        if self._sleepers:
+            n = len(items)
+            if n == 1 or n >= self.batch_size:
+                with self._lock:
+                    self._ready.notify_all()
 
     def put(self, item: bytes, timeout: float | None = None) -> None:
         """Append ``item``, waiting up to ``timeout`` seconds for room, else raise Full."""
         with self._lock:
             if not self._space.wait_for(lambda: len(self._items) < self.maxsize, timeout):
                 raise queue.Full
-            self._append(item, len(self._items))
-
-    def _append(self, item: bytes, n: int) -> None:
-        self._items.append(item)
-        self._unfinished += 1
-        self.accepted += 1
-        if n == 0:
-            self._ready.notify()
-        elif n + 1 == self.batch_size:
+            self._items.append(item)
             self._ready.notify_all()
 
     def get_batch(
@@ -94,21 +105,25 @@ class MessageQueue:
         set, leaving the queue untouched for the next consumer or flush.
         """
         with self._lock:
-            while True:
-                while not self._items:
-                    if stop.is_set():
-                        return []
-                    self._ready.wait()
-                deadline = time.monotonic() + wait
-                while len(self._items) < max_items and not self._flushing:
-                    if stop.is_set():
-                        return []
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._ready.wait(remaining)
-                if self._items:
-                    return self._take(max_items, max_bytes)
+            self._sleepers += 1
+            try:
+                while True:
+                    while not self._items:
+                        if stop.is_set():
+                            return []
+                        self._ready.wait()
+                    deadline = time.monotonic() + wait
+                    while len(self._items) < max_items and not self._flushing:
+                        if stop.is_set():
+                            return []
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._ready.wait(remaining)
+                    if self._items:
+                        return self._take(max_items, max_bytes)
+            finally:
+                self._sleepers -= 1
 
     def _take(self, max_items: int, max_bytes: int) -> list[bytes]:
         items = self._items
@@ -117,6 +132,7 @@ class MessageQueue:
             keep = max(bisect_right(list(accumulate(map(len, batch))), max_bytes), 1)
             items.extendleft(reversed(batch[keep:]))
             del batch[keep:]
+        self._held += len(batch)
         self._space.notify(len(batch))
         return batch
 
@@ -125,6 +141,7 @@ class MessageQueue:
         with self._lock:
             batch = list(self._items)
             self._items.clear()
+            self._held += len(batch)
             self._space.notify_all()
             return batch
 
@@ -132,14 +149,16 @@ class MessageQueue:
         """Put a batch a consumer could not finish back at the head, keeping the order."""
         with self._lock:
             self._items.extendleft(reversed(batch))
+            self._held -= len(batch)
             self._ready.notify()
 
     def task_done(self, count: int = 1) -> None:
         with self._lock:
-            if count > self._unfinished:
-                raise ValueError("task_done() called more times than there were items")
-            self._unfinished -= count
-            if self._unfinished:
+            if count > self._held:
+                raise ValueError("task_done() called for more items than were taken")
+            self._held -= count
+            self._finished += count
+            if self._held or self._items:
                 return
             self._done.notify_all()
             waiters, self._waiters = self._waiters, []
@@ -149,13 +168,13 @@ class MessageQueue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item is finished; return False if ``timeout`` ran out first."""
         with self._lock:
-            return self._done.wait_for(lambda: not self._unfinished, timeout)
+            return self._done.wait_for(lambda: not self.unfinished_tasks, timeout)
 
     def add_waiter(self, waiter: Callable[[], None]) -> bool:
         """Call ``waiter()`` once, on the finishing thread, when no item is left unfinished;
         return False (and never call it) if none is unfinished now. ``join`` for event loops."""
         with self._lock:
-            if not self._unfinished:
+            if not self.unfinished_tasks:
                 return False
             self._waiters.append(waiter)
             return True

@@ -1,14 +1,24 @@
-"""Opt-in durable store of accepted-but-unacknowledged messages (SQLite in WAL mode).
+"""Opt-in durable store of accepted-but-unacknowledged messages: an append-only segment log.
 
-A message is committed to the spool before ``track()`` returns and deleted once its batch is
-finished (acknowledged by the server, or reported through ``on_error``). What a crashed or
-exited process leaves behind is replayed by the next client that opens the same file.
+``track()`` writes each message to the log with one ``write()`` before it returns, so once the
+call has returned the message is in the kernel's hands and survives ``kill -9`` of the process.
+When its batch is finished (acknowledged by the server, or reported through ``on_error``) the
+consumer appends the messages' offsets to an acknowledgement log, one ``write()`` per batch. A
+segment whose every message is acknowledged is deleted. What a crashed or exited process leaves
+behind is replayed by the next client that opens the same ``spool_path``. A message the server
+acknowledged just before the crash, whose acknowledgement was not yet written, is sent again.
 
-Each live client owns its rows through an owner token and holds an exclusive ``flock`` on a
-lock file named after that token. The kernel releases the lock when the process dies, even
-on ``kill -9``, so another client can tell abandoned rows from rows a live process is still
-sending, and take them over in one SQLite write transaction: two processes sharing one file
-never send the same message twice. (POSIX only: ``fcntl`` is required.)
+Layout of ``spool_path`` (a directory)::
+
+    <owner>/lock     held with flock while the owner's process lives
+    <owner>/<n>.log  messages, each one line of JSON
+    <owner>/<n>.ack  offsets (8 bytes each) of the lines of <n>.log that are finished
+
+The kernel releases an owner's lock when its process dies, even on ``kill -9``. A client that
+can lock a dead owner's ``lock`` adopts the owner: it keeps the lock, replays the unfinished
+lines, and acknowledges them in the owner's own ack logs. Two live processes sharing one
+``spool_path`` therefore never send the same message twice. (POSIX only: ``fcntl`` is
+required.) Power loss or an OS crash can lose what the kernel had not yet written to disk.
 """
 
 from __future__ import annotations
@@ -16,156 +26,262 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import struct
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-
-_inherited: list[sqlite3.Connection] = []
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    owner TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_owner ON messages (owner);
-"""
+SEGMENT_BYTES = 8 << 20
+"""A segment log is closed for writing past this size; it is deleted once all acknowledged."""
+_NEWLINE = b"\n"  # JSON text never holds a raw newline, so a message is one line
+_OFFSET = struct.Struct("<Q")
 
 
 class SpoolFull(Exception):
-    """The spool holds ``max_bytes`` already; the message was not accepted."""
+    """The spool holds ``max_bytes`` already, or the disk refused the write."""
+
+
+class _Place(NamedTuple):
+    segment: _Segment
+    offset: int
+    size: int
+
+
+class _Segment:
+    """One ``<n>.log`` and its ``<n>.ack``, with the count of lines not yet finished."""
+
+    def __init__(self, log: Path, sealed: bool = True) -> None:
+        self.log = log
+        self.ack = log.with_suffix(".ack")
+        self.unfinished = 0
+        self.sealed = sealed
+        """No more lines will be written to it: it can go once ``unfinished`` is zero."""
+
+    def acknowledge(self, offsets: list[int]) -> None:
+        """One append per batch (opened and closed each time: batches are few)."""
+        fd = os.open(self.ack, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, b"".join(map(_OFFSET.pack, offsets)))
+        finally:
+            os.close(fd)
+        self.unfinished -= len(offsets)
+
+    def delete(self) -> None:
+        self.log.unlink(missing_ok=True)
+        self.ack.unlink(missing_ok=True)
 
 
 class Spool:
-    """One client's handle on a spool file; thread-safe."""
+    """One client's handle on a spool directory; thread-safe."""
 
     def __init__(self, path: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         if max_bytes < 1:
             raise ValueError(f"spool_max_bytes must be at least 1, got: {max_bytes!r}")
         self.path = Path(path)
         self.max_bytes = max_bytes
-        self._owners_dir = self.path.with_name(self.path.name + ".owners")
+        earlier = _move_aside_sqlite_spool(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        if earlier is not None:
+            _import_sqlite_spool(earlier, self.path)
         self._open()
 
     def _open(self) -> None:
+        """Become a new owner: a directory, its lock, and a first segment."""
         self._lock = threading.Lock()
-        self._owners_dir.mkdir(parents=True, exist_ok=True)
+        self._places: dict[int, _Place] = {}
+        """Where each live message is, by ``id()`` of its bytes: the same object travels from
+        ``add`` through the queue to ``remove``, and stays alive all that way."""
+        self._size = 0
         self.owner = f"{os.getpid()}-{os.urandom(6).hex()}"
-        lock_path = self._owners_dir / f"{self.owner}.lock"
-        self._owner_fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
-        fcntl.flock(self._owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
-        self._release = weakref.finalize(self, _release, self._db, self._owner_fd, lock_path)
-        self._release.atexit = False  # process exit releases both; no ordering with atexit
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._ids: dict[bytes, list[int]] = {}
-        self._size = self._stored_bytes()
+        self._dir = self.path / self.owner
+        self._dir.mkdir()
+        self._fds = [_lock(self._dir / "lock")]
+        """The locks held (this owner's and adopted owners') and, last, the active log."""
+        self._release = weakref.finalize(self, _close_all, self._fds)
+        self._segments = 0
+        self._start_segment()
 
-    def _stored_bytes(self) -> int:
-        (size,) = self._db.execute("SELECT COALESCE(SUM(LENGTH(data)), 0) FROM messages").fetchone()
-        return int(size)
+    def _start_segment(self) -> None:
+        self._segments += 1
+        self._active = _Segment(self._dir / f"{self._segments}.log", sealed=False)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._fds.append(os.open(self._active.log, flags, 0o600))
+        self._log_end = 0
 
     @property
     def size(self) -> int:
-        """Bytes of message data in the file, as this process last saw it."""
+        """Bytes of messages in the spool that are not yet finished."""
         return self._size
 
     def add(self, data: bytes) -> None:
-        """Commit ``data`` before the caller returns; raise ``SpoolFull`` past ``max_bytes``."""
+        """Write ``data`` before the caller returns; raise ``SpoolFull`` past ``max_bytes``."""
         with self._lock:
             if self._size + len(data) > self.max_bytes:
                 raise SpoolFull(f"spool holds {self._size} bytes (max {self.max_bytes})")
-            row = self._db.execute(
-                "INSERT INTO messages (owner, data) VALUES (?, ?)", (self.owner, data)
-            ).lastrowid
-            assert row is not None
-            self._ids.setdefault(data, []).append(row)
+            try:
+                written = os.writev(self._fds[-1], (data, _NEWLINE))
+            except OSError as e:
+                raise SpoolFull(f"cannot write to the spool: {e}") from e
+            if written != len(data) + 1:  # the disk is full; the next replay skips the stub
+                raise SpoolFull(f"the spool's disk took {written} of {len(data) + 1} bytes")
+            segment = self._active
+            self._places[id(data)] = _Place(segment, self._log_end, len(data))
+            segment.unfinished += 1
+            self._log_end += written
             self._size += len(data)
+            if self._log_end >= SEGMENT_BYTES:
+                self._seal_active()
 
     def remove(self, batch: Sequence[bytes]) -> None:
-        """Forget messages whose fate is decided (delivered or reported)."""
+        """Acknowledge messages whose fate is decided (delivered or reported)."""
         with self._lock:
-            rows = []
+            finished: dict[_Segment, list[int]] = {}
             for data in batch:
-                ids = self._ids.get(data)
-                if ids:
-                    rows.append((ids.pop(),))
-                    if not ids:
-                        del self._ids[data]
-                    self._size -= len(data)
-            self._db.executemany("DELETE FROM messages WHERE id = ?", rows)
+                place = self._places.pop(id(data), None)
+                if place is not None:
+                    finished.setdefault(place.segment, []).append(place.offset)
+                    self._size -= place.size
+            for segment, offsets in finished.items():
+                segment.acknowledge(offsets)
+                if segment.sealed and not segment.unfinished:
+                    segment.delete()
 
     def adopt_orphans(self) -> list[bytes]:
-        """Take over the rows of owners that are no longer alive, and return their data.
-
-        Owners are read before their lock files are checked: a live owner locks its file
-        before it writes its first row, so a row can never be seen without its lock.
-        Adopted rows are returned oldest first and are from then on this client's own, so a
-        crash during their replay leaves them for the next client in turn.
-        """
+        """Take over the segments of owners that are no longer alive, and return their
+        unfinished messages, oldest first. From then on they are this client's to finish."""
         with self._lock:
-            rows = self._db.execute("SELECT DISTINCT owner FROM messages")
-            owners = {owner for (owner,) in rows}
-            owners.discard(self.owner)
-            for owner in owners:
-                if self._is_gone(owner):
-                    self._db.execute(
-                        "UPDATE messages SET owner = ? WHERE owner = ?", (self.owner, owner)
-                    )
-            for lock_file in self._owners_dir.glob("*.lock"):  # tidy up dead owners' files
-                if lock_file.stem not in owners and lock_file.stem != self.owner:
-                    self._is_gone(lock_file.stem)
-            known = {row for ids in self._ids.values() for row in ids}
-            orphans = []
-            for row, data in self._db.execute(
-                "SELECT id, data FROM messages WHERE owner = ? ORDER BY id", (self.owner,)
-            ):
-                if row not in known:
-                    self._ids.setdefault(data, []).append(row)
-                    orphans.append(data)
-            self._size = self._stored_bytes()
+            orphans: list[bytes] = []
+            for owner in sorted(self.path.iterdir(), key=_age):
+                if owner == self._dir or not owner.is_dir():
+                    continue
+                try:
+                    fd = _lock(owner / "lock")
+                except BlockingIOError:
+                    continue  # its process is alive
+                found = list(self._adopt(owner))
+                if found:
+                    self._fds.insert(0, fd)  # held until this client is done with them
+                    orphans += found
+                else:
+                    _remove_owner(owner, fd)
             return orphans
 
-    def _is_gone(self, owner: str) -> bool:
-        """True if ``owner``'s process is dead: its lock file is missing or can be locked."""
-        lock_file = self._owners_dir / f"{owner}.lock"
-        try:
-            handle = open(lock_file, "ab")  # noqa: SIM115 (closed below)
-        except FileNotFoundError:
-            return True
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return False
-            lock_file.unlink(missing_ok=True)
-            return True
+    def _adopt(self, owner: Path) -> Iterator[bytes]:
+        for log in sorted(owner.glob("*.log"), key=lambda p: int(p.stem)):
+            segment = _Segment(log)
+            acknowledged = _acknowledged(segment.ack)
+            for offset, data in _lines(log):
+                if offset not in acknowledged:
+                    self._places[id(data)] = _Place(segment, offset, len(data))
+                    segment.unfinished += 1
+                    self._size += len(data)
+                    yield data
+            if not segment.unfinished:
+                segment.delete()
+
+    def _seal_active(self) -> None:
+        os.close(self._fds.pop())
+        self._active.sealed = True
+        if not self._active.unfinished:
+            self._active.delete()
+        self._start_segment()
 
     def reopen_after_fork(self) -> None:
-        """In a forked child: a new connection and owner; the parent's rows stay the parent's.
+        """In a forked child: a new owner; the parent's messages stay the parent's.
 
-        The inherited connection is kept referenced but never used or closed: SQLite forbids
-        using a connection across fork, and closing it could checkpoint the parent's WAL.
-        """
-        self._release.detach()
-        _inherited.append(self._db)
-        os.close(self._owner_fd)  # the parent's lock stays held through the parent's descriptor
+        The inherited descriptors are closed in the child only; the locks they hold stay held
+        through the parent's own descriptors."""
+        self._release()
         self._open()
 
     def close(self) -> None:
-        """Release the file; rows still here are left for the next client to adopt."""
+        """Release the spool; unfinished messages stay for the next client to adopt."""
         with self._lock:
             self._release()
 
 
-def _release(db: sqlite3.Connection, owner_fd: int, lock_path: Path) -> None:
-    db.close()
-    lock_path.unlink(missing_ok=True)
-    os.close(owner_fd)
+def _lock(path: Path) -> int:
+    """An exclusive flock on ``path``, or ``BlockingIOError`` if a live process holds it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+    fds.clear()
+
+
+def _age(owner: Path) -> float:
+    try:
+        return (owner / "lock").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _acknowledged(ack: Path) -> set[int]:
+    try:
+        raw = ack.read_bytes()
+    except FileNotFoundError:
+        return set()
+    whole = len(raw) - len(raw) % _OFFSET.size  # a write cut short by a crash
+    return {offset for (offset,) in _OFFSET.iter_unpack(raw[:whole])}
+
+
+def _lines(log: Path) -> Iterator[tuple[int, bytes]]:
+    """``(offset, message)`` for each complete line; a last line cut short is not a message."""
+    raw = log.read_bytes()
+    offset = 0
+    while True:
+        end = raw.find(_NEWLINE, offset)
+        if end < 0:
+            return
+        yield offset, raw[offset:end]
+        offset = end + 1
+
+
+def _remove_owner(owner: Path, lock_fd: int) -> None:
+    for leftover in owner.iterdir():
+        leftover.unlink(missing_ok=True)
+    owner.rmdir()
+    os.close(lock_fd)
+
+
+def _import_sqlite_spool(old: Path, into: Path) -> None:
+    """Write an earlier release's SQLite spool as the log of an owner nobody holds, so that
+    ``adopt_orphans`` replays it like any dead owner's, then delete the SQLite file."""
+    db = sqlite3.connect(old)
+    try:
+        rows = db.execute("SELECT data FROM messages ORDER BY id").fetchall()
+    finally:
+        db.close()
+    owner = into / f"imported-{os.urandom(6).hex()}"
+    owner.mkdir()
+    (owner / "1.log").write_bytes(b"".join(bytes(data) + _NEWLINE for (data,) in rows))
+    (owner / "lock").touch()
+    for leftover in (old, Path(f"{old}-wal"), Path(f"{old}-shm")):
+        leftover.unlink(missing_ok=True)
+
+
+def _move_aside_sqlite_spool(path: Path) -> Path | None:
+    """An earlier release kept the spool in one SQLite file at ``spool_path``: move it aside
+    (atomically, so one process imports it) for ``Spool`` to import."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise ValueError(f"spool_path {str(path)!r} is a file; it must name a directory")
+    aside = path.with_name(f"{path.name}.sqlite-{os.urandom(4).hex()}")
+    try:
+        path.rename(aside)
+    except FileNotFoundError:
+        return None  # another process moved it first and imports it
+    return aside

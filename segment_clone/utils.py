@@ -96,20 +96,21 @@ def reseed_message_ids() -> None:
 
 os.register_at_fork(after_in_child=reseed_message_ids)
 
-_utc_second: tuple[int, str] = (0, "")
+_utc_millisecond: tuple[int, str] = (0, "")
 
 
 def utc_now_iso() -> str:
-    """``datetime.now(timezone.utc).isoformat(timespec="milliseconds")``, several times faster:
-    the part up to the second is formatted once a second and reused."""
-    global _utc_second
-    now = time.time()
-    second = int(now)
-    cached, prefix = _utc_second
-    if second != cached:
+    """``datetime.now(timezone.utc).isoformat(timespec="milliseconds")``, about ten times
+    faster: the string is formatted once per millisecond and reused by every call within it."""
+    global _utc_millisecond
+    millisecond = int(time.time() * 1000)
+    cached, text = _utc_millisecond
+    if millisecond != cached:
+        second, fraction = divmod(millisecond, 1000)
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _utc_second = (second, prefix)
-    return f"{prefix}.{int((now - second) * 1000):03d}+00:00"
+        text = f"{prefix}.{fraction:03d}+00:00"
+        _utc_millisecond = (millisecond, text)
+    return text
 
 
 def clean(item: Any) -> Any:

@@ -124,3 +124,45 @@ def test_take_all() -> None:
     q.put_nowait(b"b")
     assert q.take_all() == [b"a", b"b"]
     assert q.qsize() == 0 and q.unfinished_tasks == 2
+
+
+def test_concurrent_producers_lose_nothing_and_wake_the_consumer() -> None:
+    q = MessageQueue(500, batch_size=50)
+    producers, per_producer = 4, 5_000
+    taken: list[bytes] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set() or q.qsize():
+            batch = q.get_batch(50, 1 << 20, 0.01, stop)
+            taken.extend(batch)
+            q.task_done(len(batch))
+
+    def produce(k: int) -> None:
+        for i in range(per_producer):
+            item = f"{k}-{i}".encode()
+            while True:
+                try:
+                    q.put_nowait(item)
+                    break
+                except queue.Full:
+                    time.sleep(0.001)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert q.join(timeout=10)
+    stop.set()
+    q.wake()
+    consumer.join(10)
+    assert sorted(taken) == sorted(
+        f"{k}-{i}".encode() for k in range(producers) for i in range(per_producer)
+    )
+    for k in range(producers):  # each producer's messages keep their order
+        mine = [int(x.split(b"-")[1]) for x in taken if x.startswith(f"{k}-".encode())]
+        assert mine == sorted(mine)
+    assert q.accepted == producers * per_producer and q.unfinished_tasks == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from segment_clone import Client
+from segment_clone import spool as spool_module
 from segment_clone.errors import MessageDropped
 from segment_clone.spool import Spool, SpoolFull
 
@@ -18,56 +20,102 @@ from .server import Reply, ScriptedServer
 
 
 def test_add_remove_and_size(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "s.db", max_bytes=100)
-    spool.add(b"a" * 40)
-    spool.add(b"b" * 40)
+    spool = Spool(tmp_path / "events.spool", max_bytes=100)
+    a, b, c = b"a" * 40, b"b" * 40, b"c" * 40
+    spool.add(a)
+    spool.add(b)
     assert spool.size == 80
     with pytest.raises(SpoolFull):
-        spool.add(b"c" * 40)
-    spool.remove([b"a" * 40])
+        spool.add(c)
+    spool.remove([a])
     assert spool.size == 40
-    spool.add(b"c" * 40)
+    spool.add(c)
     spool.close()
 
 
 def test_identical_messages_are_tracked_separately(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "s.db")
-    spool.add(b"same")
-    spool.add(b"same")
-    spool.remove([b"same"])
+    spool = Spool(tmp_path / "events.spool")
+    first, second = b"same", bytes(b"same!"[:4])  # equal, but two messages
+    spool.add(first)
+    spool.add(second)
+    spool.remove([first])
     spool.close()
-    survivor = Spool(tmp_path / "s.db")
+    survivor = Spool(tmp_path / "events.spool")
     assert survivor.adopt_orphans() == [b"same"]
     survivor.close()
 
 
-def test_rows_of_a_closed_owner_are_adopted_in_order(tmp_path: Path) -> None:
-    first = Spool(tmp_path / "s.db")
-    for i in range(5):
-        first.add(b"m%d" % i)
-    first.remove([b"m1"])
+def test_messages_of_a_closed_owner_are_adopted_in_order(tmp_path: Path) -> None:
+    first = Spool(tmp_path / "events.spool")
+    messages = [b"m%d" % i for i in range(5)]
+    for m in messages:
+        first.add(m)
+    first.remove([messages[1]])
     first.close()
-    second = Spool(tmp_path / "s.db")
-    assert second.adopt_orphans() == [b"m0", b"m2", b"m3", b"m4"]
-    assert second.adopt_orphans() == []  # already ours and known
-    second.remove([b"m0", b"m2", b"m3", b"m4"])
+    second = Spool(tmp_path / "events.spool")
+    orphans = second.adopt_orphans()
+    assert orphans == [b"m0", b"m2", b"m3", b"m4"]
+    assert second.adopt_orphans() == []  # already ours
+    second.remove(orphans)
     assert second.size == 0
     second.close()
+    assert Spool(tmp_path / "events.spool").adopt_orphans() == []
+    logs = list((tmp_path / "events.spool").glob("*/*.log"))
+    assert all(log.stat().st_size == 0 for log in logs)  # only new, empty active logs remain
 
 
-def test_rows_of_a_live_owner_are_never_adopted(tmp_path: Path) -> None:
-    live = Spool(tmp_path / "s.db")
+def test_messages_of_a_live_owner_are_never_adopted(tmp_path: Path) -> None:
+    live = Spool(tmp_path / "events.spool")
     live.add(b"mine")
-    other = Spool(tmp_path / "s.db")
+    other = Spool(tmp_path / "events.spool")
     assert other.adopt_orphans() == []
     live.close()
     assert other.adopt_orphans() == [b"mine"]
     other.close()
 
 
+def test_a_line_cut_short_by_a_crash_is_not_replayed(tmp_path: Path) -> None:
+    first = Spool(tmp_path / "events.spool")
+    first.add(b'{"n":1}')
+    first.close()
+    [log] = (tmp_path / "events.spool").glob("*/1.log")
+    with open(log, "ab") as f:
+        f.write(b'{"n":2')  # the process died inside the write
+    assert Spool(tmp_path / "events.spool").adopt_orphans() == [b'{"n":1}']
+
+
+def test_full_segments_are_rotated_and_deleted_once_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 100)
+    spool = Spool(tmp_path / "events.spool")
+    messages = [b"x" * 30 + b"%02d" % i for i in range(10)]
+    for m in messages:
+        spool.add(m)
+    owner = tmp_path / "events.spool" / spool.owner
+    # 33 bytes a line: a segment is sealed at its 4th line, past 100 bytes
+    assert sorted(p.name for p in owner.glob("*.log")) == ["1.log", "2.log", "3.log"]
+    spool.remove(messages)
+    assert [p.name for p in owner.glob("*.log")] == ["3.log"]  # only the active one stays
+    spool.close()
+
+
+def test_a_spool_from_an_earlier_release_is_imported(tmp_path: Path) -> None:
+    old = tmp_path / "events.spool"
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, owner TEXT, data BLOB)")
+    db.executemany("INSERT INTO messages (owner, data) VALUES ('x', ?)", [(b"a",), (b"b",)])
+    db.commit()
+    db.close()
+    spool = Spool(old)
+    assert old.is_dir()
+    assert spool.adopt_orphans() == [b"a", b"b"]
+    spool.close()
+
+
 def test_rejects_non_positive_max(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="spool_max_bytes"):
-        Spool(tmp_path / "s.db", max_bytes=0)
+        Spool(tmp_path / "events.spool", max_bytes=0)
 
 
 def test_spool_full_is_reported(server: ScriptedServer, tmp_path: Path) -> None:
@@ -75,7 +123,7 @@ def test_spool_full_is_reported(server: ScriptedServer, tmp_path: Path) -> None:
     client = Client(
         "wk",
         host=server.url,
-        spool_path=str(tmp_path / "s.db"),
+        spool_path=str(tmp_path / "events.spool"),
         spool_max_bytes=600,
         upload_interval=30,
         on_error=lambda e, b: errors.append((e, b)),
@@ -91,7 +139,7 @@ def test_spool_full_is_reported(server: ScriptedServer, tmp_path: Path) -> None:
 
 def test_sync_mode_and_spool_are_exclusive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="spool_path"):
-        Client("wk", sync_mode=True, spool_path=str(tmp_path / "s.db"))
+        Client("wk", sync_mode=True, spool_path=str(tmp_path / "events.spool"))
 
 
 SPOOLED_PRODUCER = """
@@ -150,8 +198,11 @@ def test_sigkill_mid_stream_loses_nothing(server: ScriptedServer, tmp_path: Path
     accepted = [producer.stdout.readline().strip() for _ in range(3000)]
     server.wait_for(5)  # some batches were acknowledged before the crash
     producer.send_signal(signal.SIGKILL)
-    rest, _ = producer.communicate(timeout=30)
-    accepted += rest.split()  # lines written before the kill
+    with producer:  # closes the pipes
+        producer.wait(timeout=30)
+        # The rest of what was printed before the kill. (Not communicate(): it reads the pipe
+        # itself and would skip what readline() had already buffered, cutting an id in two.)
+        accepted += producer.stdout.read().split()
     assert producer.returncode == -signal.SIGKILL
 
     replay = run_script(REPLAYER, server.url, spool)
