@@ -301,6 +301,7 @@ class Client:
                 "userId": user_id,
                 "type": "alias",
                 "messageId": message_id,
+                "anonymousId": None,  # upstream appends it, always null
             }
         )
 
@@ -423,8 +424,12 @@ class Client:
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
         msg["context"] = {**context, "library": LIBRARY.copy()}
-        msg["userId"] = stringify_id(msg["userId"])
-        msg["anonymousId"] = stringify_id(msg.get("anonymousId"))
+        user_id = msg["userId"]
+        if user_id is not None and type(user_id) is not str:
+            msg["userId"] = str(user_id)
+        anonymous_id = msg["anonymousId"]
+        if anonymous_id is not None and type(anonymous_id) is not str:
+            msg["anonymousId"] = str(anonymous_id)
 
         data, encoded = encode_message(msg)
         if self._before_send is not None:
