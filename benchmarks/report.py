@@ -1,26 +1,22 @@
-"""Turn the raw runs of ``run.py`` into the report: medians over the rounds, per-round ratios, the
-sink ceiling of the same run and the fraction of it each SDK reaches, against issue 11's targets.
-
-``python benchmarks/report.py [benchmarks/results/results.json] [--out DIR] [--readme README.md]``
-prints the report again from saved results and, with ``--out``/``--readme``, rewrites
-``report.md``, ``chart.svg`` and the README's table without re-running anything.
+"""The Markdown report of a ``make bench`` run: medians over the rounds, per-round ratios, the
+sink ceiling of the same run and the share of it each SDK reaches, against issue 11's targets.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
-import sys
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import chart
+from results import (
+    CEILING,
+    Measure,
+    label,
+    median_of,
+    per_round,
+    ratio,
+    soak_run,
+)
 from sdks import CLONE, REFERENCE, TARGETS
 
-CEILING = "sink-ceiling"
-README_START = "<!-- make bench: start -->"
-README_END = "<!-- make bench: end -->"
 SOAK_FLAT = 0.25
 """MiB per minute: a slope under this over the soak's last 8 minutes is flat (2 MiB at most)."""
 FORMATS = {
@@ -33,12 +29,6 @@ FORMATS = {
     "queued_peak_rss_mib": 1,
 }
 """Digits shown for each field."""
-
-
-class Measure(NamedTuple):
-    sdk: str
-    scenario: str
-    field: str
 
 
 class Goal(NamedTuple):
@@ -104,24 +94,6 @@ GOALS = [
 ]
 
 
-def key(scenario: str, gzip: bool) -> str:
-    return f"{scenario}/gzip-{'on' if gzip else 'off'}"
-
-
-def per_round(results: dict[str, Any], m: Measure, gzip: bool) -> list[float | None]:
-    runs = results["runs"].get(m.sdk, {}).get(key(m.scenario, gzip), [])
-    return [run.get(m.field) for run in runs]
-
-
-def median_of(results: dict[str, Any], m: Measure, gzip: bool) -> float | None:
-    values = [v for v in per_round(results, m, gzip) if v is not None]
-    return statistics.median(values) if values else None
-
-
-def ratio(num: float | None, den: float | None) -> float | None:
-    return num / den if num is not None and den else None
-
-
 def met(value: float | None, op: str, threshold: float) -> str:
     if value is None:
         return ""
@@ -178,16 +150,6 @@ def goals_table(results: dict[str, Any]) -> list[str]:
         )
     header = ["target", "gzip", "segment_clone", "against", "ratio", "per round", "goal", ""]
     return table(header, rows, "llrrrrll")
-
-
-def soak_run(results: dict[str, Any]) -> dict[str, Any] | None:
-    runs = results["runs"].get(CLONE, {}).get("soak")
-    return runs[0] if runs else None
-
-
-def label(sdk: str, results: dict[str, Any]) -> str:
-    version = results["meta"]["versions"].get(sdk, "")
-    return f"{TARGETS[sdk].label} {version}" if TARGETS[sdk].peer else TARGETS[sdk].label
 
 
 def sdk_table(results: dict[str, Any], gzip: bool) -> list[str]:
@@ -475,70 +437,3 @@ def readme_block(results: dict[str, Any]) -> str:
             "![make bench](benchmarks/results/chart.svg)",
         ]
     )
-
-
-def chart_panels(results: dict[str, Any]) -> list[chart.Panel]:
-    def bars(scenario: str, field: str, gzips: tuple[bool, ...]) -> list[chart.Bar]:
-        out = []
-        for sdk in TARGETS:
-            for gzip in gzips:
-                value = median_of(results, Measure(sdk, scenario, field), gzip)
-                if value is not None:
-                    out.append(
-                        chart.Bar(TARGETS[sdk].label, "gzip on" if gzip else "gzip off", value)
-                    )
-        return out
-
-    ceilings = tuple(
-        (f"sink ceiling, gzip {'on' if gzip else 'off'}", value)
-        for gzip in (False, True)
-        if (value := median_of(results, Measure(CEILING, "ceiling", "events_per_s"), gzip))
-    )
-    return [
-        chart.Panel(
-            "Throughput, 1 thread, events/s",
-            bars("throughput-1", "events_per_s", (False, True)),
-            ceilings,
-        ),
-        chart.Panel("track() p50, µs, gzip off", bars("latency", "track_p50_us", (False,))),
-        chart.Panel(
-            f"Peak RSS with {results['meta']['events']:,} events queued, MiB",
-            bars("queued", "queued_peak_rss_mib", (False,)),
-        ),
-    ]
-
-
-def update_readme(path: Path, block: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    head, start, rest = text.partition(README_START)
-    _, end, tail = rest.partition(README_END)
-    if not start or not end:
-        raise SystemExit(f"{path} has no {README_START} ... {README_END} block")
-    path.write_text(f"{head}{start}\n{block}\n{end}{tail}", encoding="utf-8")
-
-
-def publish(results: dict[str, Any], out: Path, readme: Path | None) -> None:
-    """Write results.json, report.md and chart.svg to ``out``; rewrite the README's table."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (out / "report.md").write_text("# make bench\n\n" + render(results), encoding="utf-8")
-    (out / "chart.svg").write_text(chart.svg(chart_panels(results)), encoding="utf-8")
-    if readme:
-        update_readme(readme, readme_block(results))
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="?", default="benchmarks/results/results.json")
-    parser.add_argument("--out", type=Path, help="rewrite report.md and chart.svg there")
-    parser.add_argument("--readme", type=Path, help="rewrite this README's table")
-    args = parser.parse_args()
-    results = json.loads(Path(args.results).read_text(encoding="utf-8"))
-    if args.out or args.readme:
-        publish(results, args.out or Path(args.results).parent, args.readme)
-    print(render(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

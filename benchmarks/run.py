@@ -4,8 +4,9 @@ Starts the counting sink (``sink.py``) in its own process. Each round first meas
 ceiling (``ceiling.py``), then runs ``driver.py`` once per scenario, gzip setting and SDK, each
 in a fresh interpreter from that SDK's virtualenv: segment_clone's is the project's ``.venv``, a
 peer's is ``.bench/venv-<dist>``, made by the Makefile. The SDK order rotates every round, so no
-SDK always inherits a warm or a busy machine. The report (``report.py``) gives medians over the
-rounds, per-round ratios and the fraction of the ceiling each SDK reaches.
+SDK always inherits a warm or a busy machine. The report (``report.py``, written out by
+``publish.py``) gives medians over the rounds, per-round ratios and the share of the ceiling
+each SDK reaches.
 
 Settings come from flags or the environment: ``BENCH_ROUNDS`` (default 3), ``BENCH_QUICK=1``
 (one round of 20,000 events, written to ``.bench/quick``) and ``BENCH_SOAK=1`` (adds the soak:
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from driver import QUEUE_FULL_WAIT
-from report import CEILING, publish, render
+from publish import publish
+from report import render
+from results import CEILING, key
 from sdks import CLONE, REFERENCE, TARGETS
 from sink import running_sink
 
@@ -168,7 +171,7 @@ def main() -> int:
             for gzip in (False, True):
                 cmd = [sys.executable, str(HERE / "ceiling.py"), "--host", url]
                 cmd += ["--gzip"] if gzip else []
-                record(CEILING, f"ceiling/gzip-{'on' if gzip else 'off'}", cmd, label)
+                record(CEILING, key("ceiling", gzip), cmd, label)
             for name, scenario in SCENARIOS.items():
                 if r and not scenario.every_round:
                     continue
@@ -176,8 +179,8 @@ def main() -> int:
                     for sdk in rotated(scenario.sdks, r):
                         if gzip and not TARGETS[sdk].gzip:
                             continue
-                        key = f"{name}/gzip-{'on' if gzip else 'off'}"
-                        record(sdk, key, driver_cmd(sdk, scenario, gzip, url, args), label)
+                        cmd = driver_cmd(sdk, scenario, gzip, url, args)
+                        record(sdk, key(name, gzip), cmd, label)
         soak = None
         if args.soak:
             soak = record(CLONE, "soak", driver_cmd(CLONE, SOAK, False, url, args), "[soak]")

@@ -139,6 +139,7 @@ class Target:
 
     name: str
     label: str
+    """How the report names it; ``{version}`` is replaced by the installed version."""
     dist: str
     """Its distribution: the version comes from here, and a peer's virtualenv is named after
     it (``.bench/venv-<dist>``, made by the Makefile)."""
@@ -179,22 +180,22 @@ TARGETS = {
         ),
         Target(
             REFERENCE,
-            "analytics-python",
+            "analytics-python {version}",
             "segment-analytics-python",
             segment_style("segment.analytics"),
             "segment.analytics:Client",
         ),
-        Target("posthog", "posthog", "posthog", open_posthog, "posthog:Posthog"),
+        Target("posthog", "posthog {version}", "posthog", open_posthog, "posthog:Posthog"),
         Target(
             "rudder",
-            "rudder-sdk-python",
+            "rudder-sdk-python {version}",
             "rudder-sdk-python",
             segment_style("rudderstack.analytics"),
             "rudderstack.analytics:Client",
         ),
         Target(
             "mixpanel",
-            "mixpanel (BufferedConsumer)",
+            "mixpanel {version} (BufferedConsumer)",
             "mixpanel",
             mixpanel_buffered("mixpanel"),
             "mixpanel:Mixpanel",
