@@ -36,10 +36,11 @@ compat: $(STAMP)
 	$(BIN)/python tests/compat/upstream.py
 
 # A peer SDK in a virtualenv of its own, so that no two SDKs ever share an interpreter; a new pin
-# makes a new stamp, which rebuilds the virtualenv from scratch.
+# makes a new stamp, which rebuilds the virtualenv from scratch (and drops the old pin's stamp).
 .bench/%.installed:
 	$(PY) -m venv --clear .bench/venv-$(firstword $(subst @, ,$*))
 	.bench/venv-$(firstword $(subst @, ,$*))/bin/python -m pip install --quiet '$(subst @,==,$*)'
+	rm -f .bench/$(firstword $(subst @, ,$*))@*.installed
 	touch $@
 
 # BENCH_ROUNDS=N (default 3) and BENCH_SOAK=1 (adds the 10-minute soak) are read from the
