@@ -71,10 +71,12 @@ def segment_style(module_name: str) -> Callable[[Options], Sdk]:
 
 
 def open_posthog(opts: Options) -> Sdk:
-    """posthog-python: ``capture()`` returns the event's uuid, or None when it was dropped."""
+    """posthog-python: ``capture()`` returns the event's uuid, or None when it was dropped.
+    Its default wire protocol, ``v0`` (``POST /batch/``), is named so that no
+    ``POSTHOG_CAPTURE_MODE`` in the environment can switch it."""
     from posthog import Posthog
 
-    client = Posthog(WRITE_KEY, **opts.client_keywords())
+    client = Posthog(WRITE_KEY, capture_mode="v0", **opts.client_keywords())
     call = client.capture
 
     def track(user_id: str, properties: dict[str, Any]) -> bool:
