@@ -99,12 +99,11 @@ def panel_svg(panel: Panel, top: float) -> tuple[list[str], float]:
     for i, (name, value) in enumerate(panel.lines):
         x = x_of(value)
         colour = LINE_COLOURS[i % len(LINE_COLOURS)]
-        y = labels_top + LINE_LABEL * i + 10
-        out.append(
-            f'<line x1="{x:.1f}" y1="{y - 10}" x2="{x:.1f}" y2="{plot_bottom}" '
-            f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="5,3"/>'
-        )
-        out.append(text(x - 4, y, f"{name}: {fmt(value)}", "end", 10, fill=colour))
+        dashes = f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="5,3"'
+        out.append(f'<line x1="{x:.1f}" y1="{plot_top}" x2="{x:.1f}" y2="{plot_bottom}" {dashes}/>')
+        y = labels_top + LINE_LABEL * i + 6  # a legend row: a dash sample, then the text
+        out.append(f'<line x1="{LABEL_WIDTH}" y1="{y}" x2="{LABEL_WIDTH + 24}" y2="{y}" {dashes}/>')
+        out.append(text(LABEL_WIDTH + 30, y + 4, f"{name}: {fmt(value)}", size=10, fill=colour))
     return out, plot_bottom + AXIS - top
 
 
