@@ -2,9 +2,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PEER_SDK := segment-analytics-python==2.4.0
-PEER_VENV := .bench/peer-venv
-PEER_STAMP := $(PEER_VENV)/.installed-2.4.0
+# The peers of `make bench`, pinned so that runs are comparable (NAME@VERSION: `==` would read as
+# an assignment in a prerequisite list). Each gets its own virtualenv, .bench/venv-NAME.
+BENCH_PEERS := segment-analytics-python@2.4.0 posthog@7.91.1 rudder-sdk-python@2.1.9 mixpanel@5.4.1
+PEER_STAMPS := $(BENCH_PEERS:%=.bench/%.installed)
 
 .PHONY: install test lint unit demo compat bench bench-quick profile clean
 
@@ -34,19 +35,22 @@ demo: $(STAMP)
 compat: $(STAMP)
 	$(BIN)/python tests/compat/upstream.py
 
-# The reference SDK lives in its own virtualenv so that the two never share an interpreter.
-$(PEER_STAMP):
-	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
-	$(PEER_VENV)/bin/python -m pip install --quiet '$(PEER_SDK)'
-	touch $(PEER_STAMP)
+# A peer SDK in a virtualenv of its own, so that no two SDKs ever share an interpreter; a new pin
+# makes a new stamp, which rebuilds the virtualenv from scratch (and drops the old pin's stamp).
+.bench/%.installed:
+	$(PY) -m venv --clear .bench/venv-$(firstword $(subst @, ,$*))
+	.bench/venv-$(firstword $(subst @, ,$*))/bin/python -m pip install --quiet '$(subst @,==,$*)'
+	rm -f .bench/$(firstword $(subst @, ,$*))@*.installed
+	touch $@
 
-# BENCH_ROUNDS=N (default 5) and BENCH_QUICK=1 are read from the environment.
-bench: $(STAMP) $(PEER_STAMP)
-	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python
+# BENCH_ROUNDS=N (default 3) and BENCH_SOAK=1 (adds the 10-minute soak) are read from the
+# environment. The full run writes benchmarks/results/ and the README's table.
+bench: $(STAMP) $(PEER_STAMPS)
+	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/collector_bench.py --compare-plan --rounds 3
 
-bench-quick: $(STAMP) $(PEER_STAMP)
-	$(BIN)/python benchmarks/run.py --peer-python $(PEER_VENV)/bin/python --quick
+bench-quick: $(STAMP) $(PEER_STAMPS)
+	$(BIN)/python benchmarks/run.py --quick
 
 profile: $(STAMP)
 	$(BIN)/python benchmarks/profile_track.py

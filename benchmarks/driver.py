@@ -1,169 +1,147 @@
 """Drive one SDK through one benchmark scenario and print the measurements as one JSON line.
 
-The same script runs segment_clone (in the project's ``.venv``) and segment-analytics-python (in
-its own virtualenv); only the imported module differs. Each run is a fresh interpreter, so peak
-RSS and CPU time belong to that SDK and that scenario alone. Standard library only.
+``run.py`` starts this script once per SDK, scenario and round, with the interpreter of that
+SDK's virtualenv, so peak RSS and CPU time belong to that SDK and that scenario alone. The SDKs
+are reached through ``sdks.py``; standard library only otherwise.
 
-Scenarios:
+Scenarios (``--scenario``):
   latency     caller-thread cost of each ``track()`` call, timed with ``perf_counter_ns`` while
               the consumer delivers to the sink; a warm-up is tracked and flushed first, and the
               measured calls stay under the default queue size so no call meets a full queue.
   throughput  ``--events`` calls split across ``--threads`` producer threads, timed from the
               first ``track()`` until ``flush()`` returned and the sink counted every event.
+  queued      peak RSS with ``--events`` queued: the SDK posts to a socket that listens but never
+              accepts, so its consumer's first POST hangs and every later event stays in a queue
+              made big enough for all of them. The process then leaves with ``os._exit``.
+  soak        ``--seconds`` at a paced ``--rate``, sampling the resident set every
+              ``SOAK_SAMPLE_EVERY`` seconds; the slope is fitted over the last 80 % of the run.
 
-``--before-send`` (segment_clone only) gives the client one ``before_send`` hook that removes a
-property, so the latency scenario shows what a hook costs each ``track()`` call.
+Setups (``--setup``) add client keywords: ``spool`` (``spool_path`` in a temporary directory)
+and ``before-send`` (one hook that removes a property). An SDK whose client lacks the keyword
+prints ``{"skipped": ...}`` instead of measuring.
 
-Queue-full policy (throughput): when ``track()`` returns ``(False, msg)`` the producer waits
-``QUEUE_FULL_WAIT`` seconds and makes the same call again, identically for both SDKs. Every
-event is then delivered and the run measures sustained throughput; the retried calls are
-counted and reported, and their CPU is included (an application that must not lose events
-pays it too).
+Queue-full policy (throughput, soak): when ``track()`` is turned away by a full queue, the
+producer waits ``QUEUE_FULL_WAIT`` seconds and makes the same call again, identically for every
+SDK. Every event is then delivered; the retried calls are counted and their CPU is included.
+
+No traffic leaves the machine: ``NO_PROXY`` covers loopback, and ``socket.connect`` refuses any
+address but 127.0.0.1 and reports the attempt under ``blocked``.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
-import importlib
 import json
 import logging
 import os
 import platform
 import resource
+import socket
+import statistics
 import sys
+import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-SDK_MODULES = {"segment_clone": "segment_clone", "segment": "segment.analytics"}
-EVENT = "Order Completed"
+from sdks import LOGGERS, TARGETS, Options, Target
+from sink_client import SinkClient
+from workload import USER_IDS, properties
+
 QUEUE_FULL_WAIT = 0.005
-SINK_TIMEOUT = 300.0
-USER_IDS = [f"user-{i:05d}" for i in range(1000)]
+HOLD_TIMEOUT = 120.0
+"""The HTTP timeout while queueing against the silent socket: longer than any queued run."""
+SOAK_SAMPLE_EVERY = 5.0
+SOAK_TICK = 0.01
+SOAK_FIT_FROM = 0.2
+"""The soak's slope ignores the first 20 % of the run (warm-up: pools, caches, arenas)."""
 
 
-def properties() -> dict[str, Any]:
-    """Ten realistic properties: strings, ints, floats, a bool, a nested dict with a list and
-    a datetime."""
-    return {
-        "order_id": "ord_7f3a9c2e41",
-        "currency": "EUR",
-        "coupon": "SPRING-24",
-        "quantity": 3,
-        "loyalty_points": 1250,
-        "total": 149.97,
-        "discount": 0.15,
-        "first_order": False,
-        "cart": {
-            "store": "web-eu",
-            "items": [
-                {"sku": "SKU-1001", "price": 49.99, "qty": 1},
-                {"sku": "SKU-2002", "price": 49.99, "qty": 2},
-            ],
-        },
-        "ordered_at": datetime(2024, 5, 17, 14, 3, 12, 250000, tzinfo=timezone.utc),
-    }
+def guard_network() -> list[str]:
+    """Refuse connections to anything but loopback; return the list of refused addresses."""
+    blocked: list[str] = []
+    connect = socket.socket.connect
 
+    def loopback_only(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in (
+            "127.0.0.1",
+            "::1",
+        ):
+            blocked.append(str(address[0]))
+            raise ConnectionRefusedError(f"benchmark: {address[0]} is not loopback")
+        connect(sock, address)
 
-class Sink:
-    """The driver's own keep-alive connection to the sink's /count and /reset."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port)
-
-    def _call(self, method: str, path: str) -> dict[str, int]:
-        self.conn.request(method, path)
-        return json.loads(self.conn.getresponse().read())  # type: ignore[no-any-return]
-
-    def reset(self) -> None:
-        self._call("POST", "/reset")
-
-    def count(self) -> dict[str, int]:
-        return self._call("GET", "/count")
-
-    def wait_for(self, events: int, timeout: float = SINK_TIMEOUT) -> dict[str, int]:
-        """Poll until the sink has acknowledged ``events`` messages (or raise)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            counts = self.count()
-            if counts["events"] >= events or time.monotonic() > deadline:
-                break
-            time.sleep(0.002)
-        if counts["events"] != events:
-            raise RuntimeError(f"sink counted {counts['events']} events, expected {events}")
-        return counts
-
-
-def drop_coupon(message: dict[str, Any]) -> dict[str, Any]:
-    """The ``before_send`` of the benchmark: one hook that removes one property."""
-    message["properties"].pop("coupon", None)
-    return message
+    socket.socket.connect = loopback_only  # type: ignore[method-assign]
+    os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+    return blocked
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def load_sdk(sdk: str) -> Any:
-    os.environ["NO_PROXY"] = "127.0.0.1,localhost"  # never route the sink through a proxy
-    # Both SDKs log on the "segment" logger; a handler keeps queue-full warnings off stderr
-    # while the SDKs still pay for emitting them.
-    logging.getLogger("segment").addHandler(logging.NullHandler())
-    return importlib.import_module(SDK_MODULES[sdk])
+def current_rss_mib() -> float:
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def run_latency(client: Any, sink: Sink, samples: int, warmup: int) -> dict[str, Any]:
+def run_latency(target: Target, args: argparse.Namespace, opts: Options) -> dict[str, Any]:
+    sdk = target.open(opts)
+    sink = SinkClient(args.host)
     props = properties()
-    track = client.track
+    track = sdk.track
     n_ids = len(USER_IDS)
-    for i in range(warmup):
-        track(USER_IDS[i % n_ids], EVENT, props)
-    client.flush()
-    sink.wait_for(warmup)
+    for i in range(args.warmup):
+        track(USER_IDS[i % n_ids], props)
+    sdk.flush()
+    sink.wait_for(args.warmup)
 
     clock = time.perf_counter_ns
-    timings = [0] * samples
+    timings = [0] * args.samples
     rejected = 0
-    for i in range(samples):
+    for i in range(args.samples):
         start = clock()
-        ok, _ = track(USER_IDS[i % n_ids], EVENT, props)
+        ok = track(USER_IDS[i % n_ids], props)
         timings[i] = clock() - start
         rejected += not ok
-    client.flush()
-    sink.wait_for(warmup + samples - rejected)
+    sdk.flush()
+    sink.wait_for(args.warmup + args.samples - rejected)
+    sdk.close()
 
     overhead = sorted(-clock() + clock() for _ in range(1000))
     timings.sort()
     return {
         "track_p50_us": percentile(timings, 0.50) / 1000,
         "track_p99_us": percentile(timings, 0.99) / 1000,
-        "track_mean_us": sum(timings) / samples / 1000,
+        "track_mean_us": sum(timings) / args.samples / 1000,
         "timer_overhead_ns": percentile(overhead, 0.5),
-        "samples": samples,
+        "samples": args.samples,
         "rejected": rejected,
     }
 
 
-def run_throughput(client: Any, sink: Sink, events: int, threads: int) -> dict[str, Any]:
+def run_throughput(target: Target, args: argparse.Namespace, opts: Options) -> dict[str, Any]:
+    sdk = target.open(opts)
+    sink = SinkClient(args.host)
     props = properties()
+    threads, events = args.threads, args.events
     shares = [events // threads + (k < events % threads) for k in range(threads)]
     retried = [0] * threads
     start = threading.Barrier(threads + 1)
 
     def produce(k: int) -> None:
-        track = client.track
+        track = sdk.track
         n_ids = len(USER_IDS)
         start.wait()
         for i in range(shares[k]):
-            while not track(USER_IDS[i % n_ids], EVENT, props)[0]:
+            while not track(USER_IDS[i % n_ids], props):
                 retried[k] += 1
                 time.sleep(QUEUE_FULL_WAIT)
 
@@ -176,9 +154,10 @@ def run_throughput(client: Any, sink: Sink, events: int, threads: int) -> dict[s
     for p in producers:
         p.join()
     enqueued = time.perf_counter()
-    client.flush()
+    sdk.flush()
     counts = sink.wait_for(events)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    sdk.close()
     return {
         "events_per_s": events / elapsed,
         "enqueue_per_s": events / (enqueued - t0),
@@ -189,34 +168,122 @@ def run_throughput(client: Any, sink: Sink, events: int, threads: int) -> dict[s
         "retried_calls": sum(retried),
         "requests": counts["requests"],
         "body_bytes": counts["bytes"],
+        "unrouted": counts["unrouted"],
     }
+
+
+def run_queued(target: Target, args: argparse.Namespace, opts: Options) -> dict[str, Any]:
+    silent = socket.create_server(("127.0.0.1", 0), backlog=16)  # listens, never accepts
+    host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    queue_size = args.events + 1000  # room for every event, whatever the consumer took first
+    sdk = target.open(replace(opts, host=host, max_queue_size=queue_size, timeout=HOLD_TIMEOUT))
+    props = properties()
+    track = sdk.track
+    n_ids = len(USER_IDS)
+    rss_before = peak_rss_mib()
+    t0 = time.perf_counter()
+    rejected = sum(not track(USER_IDS[i % n_ids], props) for i in range(args.events))
+    elapsed = time.perf_counter() - t0
+    return {
+        "queued_peak_rss_mib": peak_rss_mib(),
+        "rss_before_mib": rss_before,
+        "queued_enqueue_per_s": args.events / elapsed,
+        "rejected": rejected,
+    }
+
+
+def run_soak(target: Target, args: argparse.Namespace, opts: Options) -> dict[str, Any]:
+    sdk = target.open(opts)
+    sink = SinkClient(args.host)
+    props = properties()
+    track = sdk.track
+    n_ids = len(USER_IDS)
+    samples: list[tuple[float, float]] = []
+    sent = retried = 0
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    while (now := time.perf_counter() - t0) < args.seconds:
+        if now >= len(samples) * SOAK_SAMPLE_EVERY:
+            samples.append((round(now, 2), round(current_rss_mib(), 2)))
+        due = int(args.rate * now)
+        while sent < due:
+            if track(USER_IDS[sent % n_ids], props):
+                sent += 1
+            else:
+                retried += 1
+                time.sleep(QUEUE_FULL_WAIT)
+        time.sleep(SOAK_TICK)
+    paced = time.perf_counter() - t0
+    sdk.flush()
+    sink.wait_for(sent)
+    cpu = time.process_time() - cpu0
+    sdk.close()
+    fitted = [(t, rss) for t, rss in samples if t >= args.seconds * SOAK_FIT_FROM]
+    slope = statistics.linear_regression([t for t, _ in fitted], [r for _, r in fitted]).slope
+    return {
+        "events": sent,
+        "events_per_s": sent / paced,
+        "cpu_s_per_100k": cpu * 100_000 / sent,
+        "retried_calls": retried,
+        "rss_samples": samples,
+        "rss_slope_mib_per_min": slope * 60,
+        "rss_fit_seconds": args.seconds * (1 - SOAK_FIT_FROM),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+SCENARIOS: dict[str, Callable[[Target, argparse.Namespace, Options], dict[str, Any]]] = {
+    "latency": run_latency,
+    "throughput": run_throughput,
+    "queued": run_queued,
+    "soak": run_soak,
+}
+
+
+def drop_coupon(message: dict[str, Any]) -> dict[str, Any]:
+    """The ``before_send`` of the benchmark: one hook that removes one property."""
+    message["properties"].pop("coupon", None)
+    return message
+
+
+SETUPS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "plain": lambda tmp: {},
+    "spool": lambda tmp: {"spool_path": str(tmp / "spool.db")},
+    "before-send": lambda tmp: {"before_send": drop_coupon},
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sdk", choices=sorted(SDK_MODULES), required=True)
-    parser.add_argument("--scenario", choices=["latency", "throughput"], required=True)
+    parser.add_argument("--sdk", choices=sorted(TARGETS), required=True)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), required=True)
+    parser.add_argument("--setup", choices=sorted(SETUPS), default="plain")
     parser.add_argument("--host", required=True, help="the sink's base URL")
     parser.add_argument("--gzip", action="store_true")
-    parser.add_argument("--before-send", action="store_true", help="one hook (segment_clone)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--samples", type=int, default=5_000)
     parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--rate", type=int, default=20_000, help="soak: events per second")
+    parser.add_argument("--seconds", type=float, default=600.0, help="soak: duration")
     args = parser.parse_args()
 
-    sink = Sink(args.host)
-    sink.reset()
-    module = load_sdk(args.sdk)
-    hook = {"before_send": drop_coupon} if args.before_send else {}
-    client = module.Client("bench-write-key", host=args.host, gzip=args.gzip, **hook)
-    if args.scenario == "latency":
-        result = run_latency(client, sink, args.samples, args.warmup)
-    else:
-        result = run_throughput(client, sink, args.events, args.threads)
-    client.join()
-    result.update(version=module.VERSION, python=platform.python_version())
-    print(json.dumps(result))
+    blocked = guard_network()
+    for name in LOGGERS:
+        logging.getLogger(name).addHandler(logging.NullHandler())
+    target = TARGETS[args.sdk]
+    SinkClient(args.host).reset()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        extra = SETUPS[args.setup](Path(tmp))
+        missing = [keyword for keyword in extra if not target.accepts(keyword)]
+        if missing:
+            print(json.dumps({"skipped": f"{target.label} has no {', '.join(missing)}="}))
+            return 0
+        opts = Options(args.host, gzip=args.gzip, extra=extra)
+        result = SCENARIOS[args.scenario](target, args, opts)
+        result.update(version=target.version(), python=platform.python_version(), blocked=blocked)
+        print(json.dumps(result), flush=True)
+    if args.scenario == "queued":
+        os._exit(0)  # what is queued was never meant to be delivered: skip the exit-time flush
     return 0
 
 

@@ -32,8 +32,9 @@ from typing import Any
 
 import orjson
 import requests
-from driver import EVENT, USER_IDS, Sink, properties
 from sink import running_sink
+from sink_client import SinkClient
+from workload import EVENT, USER_IDS, properties
 
 from segment_clone import Client
 from segment_clone.consumer import Consumer
@@ -74,7 +75,7 @@ def drive(url: str, events: int, gzip: bool, profile: bool) -> dict[str, Any]:
     for consumer in client.consumers or []:
         meter.attach(consumer)
     caller = cProfile.Profile() if profile else None
-    sink = Sink(url)
+    sink = SinkClient(url)
     sink.reset()
     props = properties()
     track = client.track

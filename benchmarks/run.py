@@ -1,13 +1,17 @@
-"""``make bench``: segment_clone against segment-analytics-python, side by side.
+"""``make bench``: segment_clone and its Mixpanel facade against four peer SDKs, side by side.
 
-Starts the counting sink in its own process, then runs ``driver.py`` once per SDK, scenario and
-round, each in a fresh interpreter: segment_clone from the project's ``.venv`` and the peer from
-its own virtualenv. The two SDKs alternate run by run (the one that goes first swaps every round,
-so neither always inherits a warm or a busy machine), and the table reports medians over the
-rounds and the ratio segment_clone / segment-analytics-python against the targets of issue 7.
+Starts the counting sink (``sink.py``) in its own process. Each round first measures the sink's
+ceiling (``ceiling.py``), then runs ``driver.py`` once per scenario, gzip setting and SDK, each
+in a fresh interpreter from that SDK's virtualenv: segment_clone's is the project's ``.venv``, a
+peer's is ``.bench/venv-<dist>``, made by the Makefile. The SDK order rotates every round, so no
+SDK always inherits a warm or a busy machine. The report (``report.py``, written out by
+``publish.py``) gives medians over the rounds, per-round ratios and the share of the ceiling
+each SDK reaches.
 
-Settings come from flags or the environment: ``BENCH_ROUNDS`` (default 5) and ``BENCH_QUICK=1``
-(one round of 20,000 events, a smoke run).
+Settings come from flags or the environment: ``BENCH_ROUNDS`` (default 3), ``BENCH_QUICK=1``
+(one round of 20,000 events, written to ``.bench/quick``) and ``BENCH_SOAK=1`` (adds the soak:
+segment_clone paced at 20,000 events/s for 10 minutes). A full run writes ``results.json``,
+``report.md`` and ``chart.svg`` to ``benchmarks/results/`` and the README's table.
 """
 
 from __future__ import annotations
@@ -19,107 +23,168 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from driver import QUEUE_FULL_WAIT
-from report import CLONE, PEER, render, render_hook_cost, scenario_key
+from publish import publish
+from report import render
+from results import CEILING, key
+from sdks import CLONE, REFERENCE, TARGETS
 from sink import running_sink
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 DRIVER = HERE / "driver.py"
-DRIVER_TIMEOUT = 600
+RUN_TIMEOUT = 900
 
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the plan: the driver's arguments, which SDKs run it and with which gzip
+    settings (gzip on is skipped for SDKs that cannot compress)."""
+
+    args: tuple[str, ...]
+    sdks: tuple[str, ...]
+    gzip: tuple[bool, ...] = (False, True)
+    every_round: bool = True
+    """False: the first round only, for a measure that barely varies and takes long."""
+
+
+EVERY_SDK = tuple(TARGETS)
+QUEUEING = tuple(name for name, target in TARGETS.items() if target.queues)
 SCENARIOS = {
-    "latency": ["--scenario", "latency"],
-    "throughput-1": ["--scenario", "throughput", "--threads", "1"],
-    "throughput-4": ["--scenario", "throughput", "--threads", "4"],
+    "latency": Scenario(("--scenario", "latency"), EVERY_SDK),
+    "throughput-1": Scenario(("--scenario", "throughput", "--threads", "1"), EVERY_SDK),
+    "throughput-4": Scenario(("--scenario", "throughput", "--threads", "4"), (CLONE, REFERENCE)),
+    "queued": Scenario(("--scenario", "queued"), QUEUEING, (False,), every_round=False),
+    "latency-spool": Scenario(("--scenario", "latency", "--setup", "spool"), (CLONE,), (False,)),
+    "throughput-spool": Scenario(
+        ("--scenario", "throughput", "--setup", "spool"), (CLONE,), (False,)
+    ),
+    "latency-before_send": Scenario(
+        ("--scenario", "latency", "--setup", "before-send"), (CLONE,), (False,)
+    ),
 }
-HOOK_SCENARIO = "latency-before_send"
-"""segment_clone only (the peer has no hooks), gzip off: ``track()`` with one ``before_send``
-hook, against segment_clone's own ``latency`` run of the same round."""
-CLONE_ONLY = {HOOK_SCENARIO: ["--scenario", "latency", "--before-send"]}
+SOAK = Scenario(("--scenario", "soak"), (CLONE,), (False,))
 QUEUE_FULL_POLICY = (
-    "Throughput runs never drop: when track() returns (False, msg) because the queue (default "
-    f"10,000) is full, the producer waits {QUEUE_FULL_WAIT * 1000:.0f} ms and repeats the call, "
-    "identically for both SDKs; those retried calls are counted and their CPU is included."
+    "Throughput and soak runs never drop: when `track()` is turned away by a full queue "
+    f"(10,000 by default in every SDK), the producer waits {QUEUE_FULL_WAIT * 1000:.0f} ms and "
+    "repeats the call, identically for every SDK; those retried calls are counted and their "
+    "CPU is included."
 )
+
+
+def flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS") or 5))
-    parser.add_argument(
-        "--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0")
-    )
+    parser.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS") or 3))
+    parser.add_argument("--quick", action="store_true", default=flag("BENCH_QUICK"))
+    parser.add_argument("--soak", action="store_true", default=flag("BENCH_SOAK"))
+    parser.add_argument("--soak-seconds", type=float, default=600.0)
+    parser.add_argument("--soak-rate", type=int, default=20_000, help="events per second")
     parser.add_argument("--events", type=int, help="events per throughput run (100,000)")
     parser.add_argument("--samples", type=int, help="timed track() calls per latency run (5,000)")
     parser.add_argument("--warmup", type=int, help="untimed calls before them (1,000)")
-    parser.add_argument("--peer-python", default=".bench/peer-venv/bin/python")
-    parser.add_argument("--clone-python", default=sys.executable)
-    parser.add_argument(
-        "--json", help="where to write results (.bench/results.json; quick: results-quick.json)"
-    )
+    parser.add_argument("--out", type=Path, help="benchmarks/results (quick: .bench/quick)")
+    parser.add_argument("--readme", type=Path, help="README whose table to rewrite (full runs)")
     args = parser.parse_args()
     quick = args.quick
     args.rounds = 1 if quick else args.rounds
     args.events = args.events or (20_000 if quick else 100_000)
     args.samples = args.samples or (2_000 if quick else 5_000)
     args.warmup = args.warmup or (500 if quick else 1_000)
-    args.json = args.json or f".bench/results{'-quick' if quick else ''}.json"
+    args.out = args.out or (ROOT / ".bench/quick" if quick else HERE / "results")
+    args.readme = args.readme or (None if quick else ROOT / "README.md")
     if args.samples + args.warmup > 10_000:
         parser.error("--samples + --warmup must stay under the default queue size (10,000)")
     return args
 
 
-def run_driver(python: str, sdk: str, url: str, scenario: str, gzip: bool, args: Any) -> Any:
-    cmd = [python, str(DRIVER), "--sdk", sdk, "--host", url, *{**SCENARIOS, **CLONE_ONLY}[scenario]]
-    cmd += ["--events", str(args.events), "--samples", str(args.samples)]
-    cmd += ["--warmup", str(args.warmup)] + (["--gzip"] if gzip else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=DRIVER_TIMEOUT, check=False)
+def python_of(sdk: str) -> str:
+    target = TARGETS[sdk]
+    if not target.peer:
+        return sys.executable
+    python = ROOT / ".bench" / f"venv-{target.dist}" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(f"{python} not found: `make bench` creates it")
+    return str(python)
+
+
+def run_json(cmd: list[str]) -> dict[str, Any]:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
     if out.returncode != 0:
-        raise SystemExit(f"driver failed ({' '.join(cmd)}):\n{out.stderr}")
-    return json.loads(out.stdout.splitlines()[-1])
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    if result.get("blocked") or result.get("unrouted"):
+        raise SystemExit(f"traffic went astray in {' '.join(cmd)}: {result}")
+    return result
 
 
-def describe(scenario: str, result: dict[str, Any]) -> str:
-    if scenario == "latency":
+def driver_cmd(sdk: str, scenario: Scenario, gzip: bool, url: str, args: Any) -> list[str]:
+    cmd = [python_of(sdk), str(DRIVER), "--sdk", sdk, "--host", url, *scenario.args]
+    cmd += ["--events", str(args.events), "--samples", str(args.samples)]
+    cmd += ["--warmup", str(args.warmup), "--rate", str(args.soak_rate)]
+    return cmd + ["--seconds", str(args.soak_seconds)] + (["--gzip"] if gzip else [])
+
+
+def describe(result: dict[str, Any]) -> str:
+    if "skipped" in result:
+        return f"skipped: {result['skipped']}"
+    if "track_p50_us" in result:
         return f"p50 {result['track_p50_us']:.1f} µs, p99 {result['track_p99_us']:.1f} µs"
-    return (
-        f"{result['events_per_s']:,.0f} events/s, {result['cpu_s_per_100k']:.2f} CPU s/100k, "
-        f"peak RSS {result['peak_rss_mib']:.0f} MiB, {result['retried_calls']} retried"
-    )
+    if "queued_peak_rss_mib" in result:
+        return f"peak RSS {result['queued_peak_rss_mib']:.1f} MiB, {result['rejected']} rejected"
+    text = f"{result['events_per_s']:,.0f} events/s"
+    if "cpu_s_per_100k" in result:
+        text += f", {result['cpu_s_per_100k']:.2f} CPU s/100k, {result['retried_calls']} retried"
+    if "rss_slope_mib_per_min" in result:
+        text += f", RSS slope {result['rss_slope_mib_per_min']:+.3f} MiB/min"
+    return text
+
+
+def rotated(sdks: tuple[str, ...], r: int) -> list[str]:
+    return list(sdks[r % len(sdks) :] + sdks[: r % len(sdks)])
 
 
 def main() -> int:
     args = parse_args()
-    if not Path(args.peer_python).exists():
-        raise SystemExit(f"{args.peer_python} not found: run `make bench` to create it")
-    pythons = {CLONE: args.clone_python, PEER: args.peer_python}
-    runs: dict[str, dict[str, list[Any]]] = {CLONE: defaultdict(list), PEER: defaultdict(list)}
-    started = time.monotonic()
+    runs: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    started, load_before = time.monotonic(), os.getloadavg()[0]
+
+    def record(sdk: str, key: str, cmd: list[str], label: str) -> dict[str, Any]:
+        t0 = time.monotonic()
+        result = run_json(cmd)
+        runs[sdk][key].append(result)
+        print(f"{label} {key:<30} {sdk:<18} {describe(result)} ({time.monotonic() - t0:.1f} s)")
+        sys.stdout.flush()
+        return result
+
     with running_sink() as url:
         for r in range(args.rounds):
-            order = [CLONE, PEER] if r % 2 == 0 else [PEER, CLONE]
+            label = f"[round {r + 1}/{args.rounds}]"
             for gzip in (False, True):
-                for scenario in SCENARIOS:
-                    for sdk in order:
-                        t0 = time.monotonic()
-                        result = run_driver(pythons[sdk], sdk, url, scenario, gzip, args)
-                        runs[sdk][scenario_key(scenario, gzip)].append(result)
-                        print(
-                            f"[round {r + 1}/{args.rounds}] {scenario:<12} gzip "
-                            f"{'on ' if gzip else 'off'} {sdk:<13} {describe(scenario, result)}"
-                            f" ({time.monotonic() - t0:.1f} s)",
-                            flush=True,
-                        )
-            result = run_driver(pythons[CLONE], CLONE, url, HOOK_SCENARIO, False, args)
-            runs[CLONE][scenario_key(HOOK_SCENARIO, False)].append(result)
-            print(
-                f"[round {r + 1}/{args.rounds}] {HOOK_SCENARIO} {describe('latency', result)}",
-                flush=True,
-            )
+                cmd = [sys.executable, str(HERE / "ceiling.py"), "--host", url]
+                cmd += ["--gzip"] if gzip else []
+                record(CEILING, key("ceiling", gzip), cmd, label)
+            for name, scenario in SCENARIOS.items():
+                if r and not scenario.every_round:
+                    continue
+                for gzip in scenario.gzip:
+                    for sdk in rotated(scenario.sdks, r):
+                        if gzip and not TARGETS[sdk].gzip:
+                            continue
+                        cmd = driver_cmd(sdk, scenario, gzip, url, args)
+                        record(sdk, key(name, gzip), cmd, label)
+        soak = None
+        if args.soak:
+            soak = record(CLONE, "soak", driver_cmd(CLONE, SOAK, False, url, args), "[soak]")
+    sdks = [sdk for sdk in TARGETS if sdk in runs]
     results = {
         "meta": {
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
@@ -129,21 +194,18 @@ def main() -> int:
             "samples": args.samples,
             "warmup": args.warmup,
             "seconds": round(time.monotonic() - started, 1),
-            "versions": {sdk: runs[sdk]["latency/gzip-off"][0]["version"] for sdk in runs},
-            "python": {sdk: runs[sdk]["latency/gzip-off"][0]["python"] for sdk in runs},
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "versions": {sdk: runs[sdk]["latency/gzip-off"][0]["version"] for sdk in sdks},
+            "python": runs[CLONE]["latency/gzip-off"][0]["python"],
             "queue_full_policy": QUEUE_FULL_POLICY,
+            "soak": {"seconds": args.soak_seconds, "rate": args.soak_rate} if soak else None,
         },
         "runs": runs,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    publish(results, args.out, args.readme)
     print()
     print(render(results))
-    print()
-    print(render_hook_cost(results))
-    print()
-    print(QUEUE_FULL_POLICY)
-    print(f"Raw runs: {args.json} (python benchmarks/report.py {args.json} re-renders the table)")
+    print(f"\nWritten to {args.out}" + (f" and {args.readme}" if args.readme else ""))
     print(f"Total time: {results['meta']['seconds']:.0f} s")
     return 0
 

@@ -1,10 +1,12 @@
 """A fast counting HTTP/1.1 sink on 127.0.0.1 for the benchmarks, run in its own process.
 
-It answers every batch ``200 {}`` in one write (with TCP_NODELAY: a reply split over two writes
-stalls on delayed ACKs), keeps connections alive, gunzips ``Content-Encoding: gzip`` bodies and
-counts the messages of each batch under a lock (an unlocked counter shared by the connection
-threads under-counts). ``GET /count`` reads the counters and ``POST /reset`` zeroes them, so a
-driver can time a run until every event it tracked has been acknowledged.
+It speaks each SDK's batch protocol (``protocols.py``: the paths, how to count a body's events
+and what to answer), answers every batch in one write (with TCP_NODELAY: a reply split over two
+writes stalls on delayed ACKs), keeps connections alive, gunzips ``Content-Encoding: gzip``
+bodies and counts the events of each batch under a lock (an unlocked counter shared by the
+connection threads under-counts). ``GET /count`` reads the counters (``unrouted`` counts requests
+to paths it does not know) and ``POST /reset`` zeroes them, so a driver can time a run until
+every event it tracked has been acknowledged.
 
 Run as ``python sink.py [--port N]``: it prints the port it listens on, then serves until its
 standard input closes. ``running_sink()`` does that from another script.
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import orjson  # its parsing costs the sink little CPU, and the SDKs share 2 cores with it
+from protocols import ROUTES
 
 MAX_HEADER_LINE = 8192
 MAX_HEADERS = 100
@@ -40,6 +42,7 @@ class Counters:
         self.events = 0
         self.requests = 0
         self.bytes = 0
+        self.unrouted = 0
 
     def add(self, events: int, size: int) -> None:
         with self._lock:
@@ -47,11 +50,20 @@ class Counters:
             self.requests += 1
             self.bytes += size
 
+    def add_unrouted(self) -> None:
+        with self._lock:
+            self.unrouted += 1
+
     def read(self, reset: bool = False) -> dict[str, int]:
         with self._lock:
-            values = {"events": self.events, "requests": self.requests, "bytes": self.bytes}
+            values = {
+                "events": self.events,
+                "requests": self.requests,
+                "bytes": self.bytes,
+                "unrouted": self.unrouted,
+            }
             if reset:
-                self.events = self.requests = self.bytes = 0
+                self.events = self.requests = self.bytes = self.unrouted = 0
         return values
 
 
@@ -62,7 +74,7 @@ def _response(status: str, body: bytes, close: bool = False) -> bytes:
     return head.encode("ascii") + b"\r\n" + body
 
 
-OK_EMPTY = _response("200 OK", b"{}")
+REPLIES = {path: _response("200 OK", route.reply) for path, route in ROUTES.items()}
 
 
 class BadRequest(Exception):
@@ -136,15 +148,18 @@ class Handler(socketserver.StreamRequestHandler):
     ) -> tuple[bytes, bool]:
         close = headers.get("connection", "").lower() == "close"
         counters = self.server.counters
-        if method == "POST" and path.endswith("/batch"):
+        path = path.partition("?")[0]
+        route = ROUTES.get(path)
+        if method == "POST" and route:
             size = len(body)
             if headers.get("content-encoding") == "gzip":
                 body = _gunzip(body)
-            counters.add(len(orjson.loads(body)["batch"]), size)
-            return OK_EMPTY, close
+            counters.add(route.count(body), size)
+            return REPLIES[path], close
         if path in ("/count", "/reset"):
             values = counters.read(reset=method == "POST" and path == "/reset")
             return _response("200 OK", json.dumps(values).encode()), close
+        counters.add_unrouted()
         return _response("404 Not Found", b"{}"), close
 
 

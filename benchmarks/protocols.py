@@ -1,0 +1,43 @@
+"""The wire formats the sink understands: per path, how to count a body's events and what to
+answer so that the SDK counts the batch as delivered.
+
+Only what the pinned SDKs post (see the Makefile): Segment and RudderStack ``/v1/batch`` and
+PostHog's default capture ``/batch/`` are ``{"batch": [...]}`` JSON; Mixpanel ``/track`` and
+``/engage`` are a form whose ``data`` field is a JSON array, and its SDKs (upstream's and the
+facade's) ask for ``verbose=1`` and check the ``status`` of the answer. Gzip is handled by the
+sink from ``Content-Encoding``, before the body reaches these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+from urllib.parse import parse_qs
+
+import orjson  # cheap to parse with: the sink shares 2 cores with the SDK under test
+
+
+class Route(NamedTuple):
+    count: Callable[[bytes], int]
+    reply: bytes
+    """The body of the ``200`` answer."""
+
+
+def json_batch(body: bytes) -> int:
+    """Segment, RudderStack and PostHog: a JSON object whose ``batch`` is the list of events."""
+    return len(orjson.loads(body)["batch"])
+
+
+def mixpanel_form(body: bytes) -> int:
+    """Mixpanel: ``data=<JSON array>`` among other form fields."""
+    return len(orjson.loads(parse_qs(body.decode("ascii"))["data"][0]))
+
+
+MIXPANEL_OK = b'{"status": 1, "error": null}'
+
+ROUTES = {
+    "/v1/batch": Route(json_batch, b"{}"),
+    "/batch/": Route(json_batch, b"{}"),
+    "/track": Route(mixpanel_form, MIXPANEL_OK),
+    "/engage": Route(mixpanel_form, MIXPANEL_OK),
+}
