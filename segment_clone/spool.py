@@ -31,7 +31,6 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 SEGMENT_BYTES = 8 << 20
@@ -42,12 +41,6 @@ _OFFSET = struct.Struct("<Q")
 
 class SpoolFull(Exception):
     """The spool holds ``max_bytes`` already, or the disk refused the write."""
-
-
-class _Place(NamedTuple):
-    segment: _Segment
-    offset: int
-    size: int
 
 
 class _Segment:
@@ -91,9 +84,9 @@ class Spool:
     def _open(self) -> None:
         """Become a new owner: a directory, its lock, and a first segment."""
         self._lock = threading.Lock()
-        self._places: dict[int, _Place] = {}
-        """Where each live message is, by ``id()`` of its bytes: the same object travels from
-        ``add`` through the queue to ``remove``, and stays alive all that way."""
+        self._places: dict[int, tuple[_Segment, int, int]] = {}
+        """(segment, offset, size) of each live message, by ``id()`` of its bytes: the same
+        object travels from ``add`` through the queue to ``remove``, alive all that way."""
         self._size = 0
         self.owner = f"{os.getpid()}-{os.urandom(6).hex()}"
         self._dir = self.path / self.owner
@@ -128,7 +121,7 @@ class Spool:
             if written != len(data) + 1:  # the disk is full; the next replay skips the stub
                 raise SpoolFull(f"the spool's disk took {written} of {len(data) + 1} bytes")
             segment = self._active
-            self._places[id(data)] = _Place(segment, self._log_end, len(data))
+            self._places[id(data)] = (segment, self._log_end, len(data))
             segment.unfinished += 1
             self._log_end += written
             self._size += len(data)
@@ -142,8 +135,9 @@ class Spool:
             for data in batch:
                 place = self._places.pop(id(data), None)
                 if place is not None:
-                    finished.setdefault(place.segment, []).append(place.offset)
-                    self._size -= place.size
+                    segment, offset, size = place
+                    finished.setdefault(segment, []).append(offset)
+                    self._size -= size
             for segment, offsets in finished.items():
                 segment.acknowledge(offsets)
                 if segment.sealed and not segment.unfinished:
@@ -175,7 +169,7 @@ class Spool:
             acknowledged = _acknowledged(segment.ack)
             for offset, data in _lines(log):
                 if offset not in acknowledged:
-                    self._places[id(data)] = _Place(segment, offset, len(data))
+                    self._places[id(data)] = (segment, offset, len(data))
                     segment.unfinished += 1
                     self._size += len(data)
                     yield data

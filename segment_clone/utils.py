@@ -85,7 +85,7 @@ def new_message_id() -> str:
     The generator is seeded from ``os.urandom`` and reseeded in every forked child (see
     ``reseed_message_ids``), so parent and children never draw the same ids.
     """
-    h = "%032x" % (_ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    h = (_ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
