@@ -148,7 +148,8 @@ def run_one(python: str, suite: Path, test: str, env: dict[str, str]) -> tuple[s
 def run_all(
     python: str, suite: Path, tests: list[str], env: dict[str, str]
 ) -> list[tuple[str, bool, str]]:
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    # Many of the tests mostly wait (upload intervals, backoff), so run twice as many as cores.
+    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
         return list(pool.map(lambda t: run_one(python, suite, t, env), tests))
 
 
