@@ -35,8 +35,17 @@ class RawServer:
                     if close:
                         return
 
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.closed = threading.Semaphore(0)
+        """Released each time the server has closed a connection."""
+
+        class Server(socketserver.ThreadingTCPServer):
+            daemon_threads = True
+
+            def shutdown_request(self, request: object) -> None:
+                super().shutdown_request(request)  # type: ignore[arg-type]
+                outer.closed.release()
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/batch"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -109,6 +118,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(serve: list[RawSe
     session = Session()
     for _ in range(3):
         assert post(session, server).status_code == 200
+        assert server.closed.acquire(timeout=5)  # the pooled connection is now dead
     assert server.connections == 3
 
 
