@@ -169,6 +169,7 @@ class Uploader(ABC):
         """
         if self.rate_limit_start_time is not None:
             self._serve_rate_limit()
+        cause: Exception
         try:
             self.request(batch)
         except ShutdownInterrupted:
@@ -177,17 +178,17 @@ class Uploader(ABC):
             if e.rate_limited:
                 self.stats.add("retried")
                 return False
-            self.clear_rate_limit_state()
             retryable = is_retryable(e.status, self.oauth_manager is not None)
-            raise GiveUp("retries_exhausted" if retryable else "rejected", e) from e
+            reason, cause = ("retries_exhausted" if retryable else "rejected"), e
         except FatalError as e:
-            self.clear_rate_limit_state()
-            raise GiveUp("fatal", e) from e
+            reason, cause = "fatal", e
         except Exception as e:
+            reason, cause = "retries_exhausted", e
+        else:
             self.clear_rate_limit_state()
-            raise GiveUp("retries_exhausted", e) from e
-        self.clear_rate_limit_state()
-        return True
+            return True
+        self.clear_rate_limit_state()  # the request ended without a rate-limit signal
+        raise GiveUp(reason, cause) from cause
 
     def _serve_rate_limit(self) -> None:
         """Wait until ``rate_limited_until``, or give the batch up when that wait would not
