@@ -22,7 +22,7 @@ from .subjects import segment_violations
 
 SOURCE = "segment"
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
-EVENTS = EventAPI(SOURCE, lambda plan, type_, message: segment_violations(plan, message))
+EVENTS = EventAPI(SOURCE, segment_violations)
 
 
 def routes(intake: Intake, auth: WriteKeyAuth) -> list[Route]:

@@ -53,17 +53,18 @@ class Subject(NamedTuple):
 
 
 def segment_subject(message: Mapping[str, Any]) -> Subject:
-    return Subject(*_segment_view(message))
+    return Subject(*_segment_view(str(message.get("type")), message))
 
 
-def segment_violations(plan: Plan, message: Mapping[str, Any]) -> list[Violation]:
+def segment_violations(plan: Plan, kind: str, message: Mapping[str, Any]) -> list[Violation]:
     """``segment_subject(message).check(plan)``, without the ``Subject``: this runs for every
-    Segment message the collector receives under a plan."""
-    return plan.check(*_segment_view(message))
+    Segment message the collector receives under a plan (``kind``: its checked ``type``)."""
+    return plan.check(*_segment_view(kind, message))
 
 
-def _segment_view(message: Mapping[str, Any]) -> tuple[str, str | None, Mapping[str, Any]]:
-    kind = str(message.get("type"))
+def _segment_view(
+    kind: str, message: Mapping[str, Any]
+) -> tuple[str, str | None, Mapping[str, Any]]:
     key = message.get("event") if kind == "track" else message.get("name")
     block = BLOCKS.get(kind)
     view = message if block is None or block in message else {**message, block: {}}
