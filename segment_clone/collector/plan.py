@@ -121,8 +121,7 @@ class Plan:
         for kind, key in {*self._own, *((kind, None) for kind in KINDS)}:
             applying = self.rules_for(kind, key)
             if applying:
-                quick = screen([r.schema for r in applying], _draft(applying))
-                self._checks[(kind, key)] = quick, _compile_all(applying)
+                self._checks[(kind, key)] = _compile_all(applying)
 
     def rules_for(self, kind: str, key: str | None) -> list[Rule]:
         own = self._own.get((kind, key), [])
@@ -297,16 +296,19 @@ def _compile(schema: Schema, where: str) -> Validator:
     fastjsonschema = _fastjsonschema()
     try:
         validator: Validator = fastjsonschema.compile(schema, use_default=False)
-    except fastjsonschema.JsonSchemaDefinitionException as e:
+    except (fastjsonschema.JsonSchemaDefinitionException, re.error) as e:  # re: a bad pattern
         raise PlanError(f"the schema of {where} cannot be compiled: {e}") from None
     return validator
 
 
-def _compile_all(rules: list[Rule]) -> Validator:
+def _compile_all(rules: list[Rule]) -> tuple[Screen | None, Validator]:
     """One function that checks every rule: their schemas under ``allOf``, with the
-    definitions they refer to lifted to the root, where ``$ref`` looks for them."""
+    definitions they refer to lifted to the root, where ``$ref`` looks for them; and its
+    prescreen, under the same draft (none when the rules must be checked in turn)."""
+    schemas = [r.schema for r in rules]
     if len(rules) == 1:
-        return _compile(rules[0].schema, rules[0].where)
+        validator = _compile(schemas[0], rules[0].where)
+        return screen(schemas, schemas[0].get("$schema")), validator
     combined: dict[str, Any] = {"allOf": [r.schema for r in rules]}
     for keyword in ROOT_KEYWORDS:
         for rule in rules:
@@ -316,19 +318,15 @@ def _compile_all(rules: list[Rule]) -> Validator:
             elif isinstance(value, dict):
                 lifted = combined.setdefault(keyword, {})
                 if any(lifted.get(name, d) != d for name, d in value.items()):
-                    return _in_turn([_compile(r.schema, r.where) for r in rules])
+                    return None, _in_turn([_compile(r.schema, r.where) for r in rules])
                 lifted.update(value)
     try:
-        return _compile(combined, "the plan")
+        validator = _compile(combined, "the plan")
     except PlanError:
         for rule in rules:
             _compile(rule.schema, rule.where)  # names the rule that cannot be compiled
         raise
-
-
-def _draft(rules: list[Rule]) -> str | None:
-    """The ``$schema`` that ``_compile_all`` compiles ``rules`` under: the first one given."""
-    return next((r.schema["$schema"] for r in rules if "$schema" in r.schema), None)
+    return screen(schemas, combined.get("$schema")), validator
 
 
 def _in_turn(validators: list[Validator]) -> Validator:

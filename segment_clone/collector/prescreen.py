@@ -16,6 +16,7 @@ cannot drift from it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -120,9 +121,10 @@ class _Writer:
         t = self.name("t")
         self.emit(f"{t} = type({var})")
         types = self.types(schema["type"], t) if "type" in schema else None
-        if "enum" in schema or "const" in schema:
-            allowed = schema["enum"] if "enum" in schema else [schema["const"]]
-            self.enum(allowed, var, t)
+        if "enum" in schema:
+            self.enum(schema["enum"], var, t)
+        if "const" in schema:
+            self.enum([schema["const"]], var, t)
         if "draft-04" in (self.draft or "") and {"exclusiveMinimum", "exclusiveMaximum"} & set(
             schema
         ):
@@ -248,7 +250,7 @@ def _single_keyword(keyword: str, value: Any, draft: str | None) -> Callable[[st
         schema["$schema"] = draft
     try:
         validate = fastjsonschema.compile(schema)
-    except fastjsonschema.JsonSchemaDefinitionException:
+    except (fastjsonschema.JsonSchemaDefinitionException, re.error):
         raise Unscreenable from None
 
     def matches(text: str) -> bool:

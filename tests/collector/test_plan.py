@@ -334,6 +334,10 @@ def test_schemas_with_refs_and_nesting_still_report_every_violation() -> None:
         ([{"key": "E", "type": "TRACK"}], "no jsonSchema"),
         ([{"key": "E", "type": "TRACK", "jsonSchema": {"type": "nonsense"}}], "compiled"),
         ({"events": {"E": {"properties": {"a": "text"}}}}, "unknown type 'text'"),
+        (
+            {"events": {"E": {"properties": {"a": {"pattern": "("}}}}},
+            "the track rule 'E' cannot be compiled: missing ), unterminated subpattern",
+        ),
         ({"events": {"E": {"propertys": {}}}}, "unknown key(s): propertys"),
         ({"events": {"E": {"required": "a"}}}, "list of names"),
         ({"event": {}}, "unknown key(s) in the plan: event"),

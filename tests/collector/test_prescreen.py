@@ -125,6 +125,12 @@ def test_values_it_is_not_sure_of_go_to_fastjsonschema(message: Any) -> None:
     assert accepts(ORDER, message)  # fastjsonschema accepts them: the screen only deferred
 
 
+def test_enum_and_const_both_hold() -> None:
+    quick = screen([{"enum": [None, False], "const": False}])
+    assert quick is not None
+    assert quick(False) and not quick(None)
+
+
 @pytest.mark.parametrize(
     "schema",
     [
