@@ -47,7 +47,8 @@ compat: $(STAMP)
 # environment. The full run writes benchmarks/results/ and the README's table.
 bench: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python benchmarks/run.py
-	$(BIN)/python benchmarks/collector_bench.py --compare-plan --rounds 3
+	$(BIN)/python benchmarks/collector_bench.py --compare-plan --rounds 3 \
+		--record benchmarks/results/collector-plan.md
 
 bench-quick: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python benchmarks/run.py --quick

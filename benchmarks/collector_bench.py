@@ -239,6 +239,8 @@ def main() -> int:
                         help="measure without and with a tracking plan")  # fmt: skip
     parser.add_argument("--plan-rules", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=1, help="with --compare-plan")
+    parser.add_argument("--record", type=Path, metavar="MD",
+                        help="with --compare-plan: also write the result here")  # fmt: skip
     args = parser.parse_args()
 
     count = int(args.seconds * args.max_events_per_second / args.batch_size) + 20
@@ -278,7 +280,43 @@ def main() -> int:
             f"{cpu_with:.2f} s with the plan ({cpu_without / cpu_with:.0%} as many events per"
             " CPU second; less sensitive than events/s to other load on the machine)"
         )
+    if args.record is not None:
+        args.record.write_text(plan_report(args, rates, cpus, verdict), encoding="utf-8")
+        print(f"written to {args.record}")
     return 0
+
+
+def plan_report(
+    args: argparse.Namespace,
+    rates: dict[str, list[float]],
+    cpus: dict[str, list[float]],
+    verdict: str,
+) -> str:
+    """The ``--compare-plan`` result as the Markdown that ``make bench`` keeps in results/."""
+    rows = [
+        ("events/s", rates["without"], rates["with"], "{:,.0f}"),
+        ("collector CPU s per 100,000 events", cpus["without"], cpus["with"], "{:.2f}"),
+    ]
+    lines = [
+        "# Collector ingest with a tracking plan",
+        "",
+        f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"`benchmarks/collector_bench.py --compare-plan --rounds {args.rounds}`: 100-event gzip "
+        f"batches over {args.connections} keep-alive connections, a fresh collector per run, "
+        f"without and with a {args.plan_rules}-rule plan alternating. Target: with the plan, at "
+        f"least {TARGET_PLAN_RATIO:.0%} of the throughput without: **{verdict}**.",
+        "",
+        "| measure | without a plan | with the plan | ratio | per round |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for label, without, with_plan, fmt in rows:
+        a, b = statistics.median(without), statistics.median(with_plan)
+        if not a or not b:
+            continue
+        ratio = b / a if label == "events/s" else a / b  # both read "share kept"
+        rounds = ", ".join(f"{fmt.format(w)} / {fmt.format(p)}" for w, p in zip(without, with_plan))
+        lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.0%} | {rounds} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
