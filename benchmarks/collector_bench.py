@@ -293,9 +293,9 @@ def plan_report(
     verdict: str,
 ) -> str:
     """The ``--compare-plan`` result as the Markdown that ``make bench`` keeps in results/."""
-    rows = [
-        ("events/s", rates["without"], rates["with"], "{:,.0f}"),
-        ("collector CPU s per 100,000 events", cpus["without"], cpus["with"], "{:.2f}"),
+    rows = [  # label, without, with, format, whether more is better
+        ("events/s", rates["without"], rates["with"], "{:,.0f}", True),
+        ("collector CPU s per 100,000 events", cpus["without"], cpus["with"], "{:.2f}", False),
     ]
     lines = [
         "# Collector ingest with a tracking plan",
@@ -309,11 +309,11 @@ def plan_report(
         "| measure | without a plan | with the plan | ratio | per round |",
         "|---|--:|--:|--:|---|",
     ]
-    for label, without, with_plan, fmt in rows:
+    for label, without, with_plan, fmt, more_is_better in rows:
         a, b = statistics.median(without), statistics.median(with_plan)
-        if not a or not b:
+        if not a or not b:  # no CPU figures without /proc
             continue
-        ratio = b / a if label == "events/s" else a / b  # both read "share kept"
+        ratio = b / a if more_is_better else a / b  # both read as the share kept
         rounds = ", ".join(f"{fmt.format(w)} / {fmt.format(p)}" for w, p in zip(without, with_plan))
         lines.append(f"| {label} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.0%} | {rounds} |")
     return "\n".join(lines) + "\n"

@@ -309,7 +309,7 @@ def _compile_all(rules: list[Rule]) -> tuple[Screen | None, Validator]:
     if len(rules) == 1:
         validator = _compile(schemas[0], rules[0].where)
         return screen(schemas, schemas[0].get("$schema")), validator
-    combined: dict[str, Any] = {"allOf": [r.schema for r in rules]}
+    combined: dict[str, Any] = {"allOf": schemas}
     for keyword in ROOT_KEYWORDS:
         for rule in rules:
             value = rule.schema.get(keyword)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 Screen = Callable[[Any], bool]
@@ -212,6 +213,8 @@ class _Writer:
         self.bounds(schema, var, "minLength", "maxLength")
         for keyword in ("pattern", "format"):
             if keyword in schema:
+                if not isinstance(schema[keyword], str):
+                    raise Unscreenable
                 matches = _single_keyword(keyword, schema[keyword], self.draft)
                 self.fail_unless(f"{self.constant('MATCHES', matches)}({var})")
 
@@ -241,8 +244,10 @@ def _checks_nothing(schema: Any) -> bool:
     return schema is True or (isinstance(schema, dict) and schema.keys() <= ANNOTATIONS)
 
 
-def _single_keyword(keyword: str, value: Any, draft: str | None) -> Callable[[str], bool]:
-    """fastjsonschema's own check of one ``pattern`` or ``format``, as a yes or no."""
+@cache
+def _single_keyword(keyword: str, value: str, draft: str | None) -> Callable[[str], bool]:
+    """fastjsonschema's own check of one ``pattern`` or ``format``, as a yes or no; cached,
+    because a COMMON rule's formats recur in the screen of every event."""
     import fastjsonschema
 
     schema: dict[str, Any] = {keyword: value}

@@ -245,3 +245,22 @@ def plain(value: Any) -> bool:
     if type(value) is float:
         return not value.is_integer()
     return type(value) in (str, int, bool, type(None))
+
+
+def test_a_common_rules_format_is_compiled_once_for_every_event() -> None:
+    from segment_clone.collector import prescreen
+    from segment_clone.collector.plan import parse_plan
+
+    common = {"properties": {"timestamp": {"type": "string", "format": "date-time"}}}
+    rules = [{"key": f"E{n}", "type": "TRACK", "jsonSchema": {}} for n in range(5)]
+    draft = "http://json-schema.org/draft-06/schema#"  # a key no other test caches
+    rules.append({"key": None, "type": "COMMON", "jsonSchema": {"$schema": draft, **common}})
+    before = prescreen._single_keyword.cache_info()
+    plan = parse_plan(rules)
+    after = prescreen._single_keyword.cache_info()
+    assert after.misses - before.misses == 1
+    assert after.hits - before.hits >= 5
+    good = {"type": "track", "event": "E1", "timestamp": "2026-11-30T12:00:00Z"}
+    assert plan.check("track", "E1", good) == []
+    bad = {**good, "timestamp": "yesterday"}
+    assert [v.type for v in plan.check("track", "E3", bad)] == ["format"]
