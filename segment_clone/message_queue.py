@@ -9,6 +9,13 @@ message bytes, so a batch can be capped by bytes without re-encoding anything.
 
 Without a lock, callers racing for the last free place can each take it: the queue can hold
 one extra message per racing caller thread beyond ``maxsize``.
+
+A backlog makes puts yield. CPython gives the GIL to a thread that waits for it only after the
+holder has run a whole switch interval (5 ms), so a caller in a tight loop of ``track()`` calls
+starves the consumer each time the consumer comes back from a socket call: the queue fills and
+calls are turned away. Once half the queue is waiting, every hundredth put sleeps for
+``YIELD_SECONDS``, and the consumer runs in that gap. A burst that fits in half the queue is
+taken at full speed.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from typing import Callable
 
 BATCH_SIZE_LIMIT = 475000
 """Bytes of messages per batch, leaving room for the envelope under the API's 500 KB."""
+YIELD_EVERY = 100
+"""Puts between two yields while a backlog stands."""
+YIELD_SECONDS = 0.0002
+"""How long a yielding put sleeps: about a consumer's CPU time for one batch of 100."""
 
 
 class MessageQueue:
@@ -41,6 +52,8 @@ class MessageQueue:
         self.maxsize = maxsize
         self.batch_size = batch_size
         self._items: deque[bytes] = deque()
+        self._backlog = max(maxsize // 2, 1)
+        """Queued items from which a put yields to the consumers, every ``YIELD_EVERY``."""
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
@@ -74,18 +87,21 @@ class MessageQueue:
         return self._finished + self.unfinished_tasks
 
     def put_nowait(self, item: bytes) -> None:
-        """Append ``item`` or raise ``queue.Full``; never waits, not even for a lock."""
+        """Append ``item`` or raise ``queue.Full``; never waits for a lock or for room, and
+        sleeps ``YIELD_SECONDS`` once every ``YIELD_EVERY`` puts while a backlog stands."""
         items = self._items
         if len(items) >= self.maxsize:
             raise queue.Full
         items.append(item)
+        n = len(items)
         # The append comes before this read, and a consumer counts itself asleep before it
         # looks at the queue, so one of the two always sees the other.
         if self._sleepers:
-            n = len(items)
             if n == 1 or n >= self.batch_size:
                 with self._lock:
                     self._ready.notify_all()
+        elif n >= self._backlog and n % YIELD_EVERY == 0:
+            time.sleep(YIELD_SECONDS)
 
     def put(self, item: bytes, timeout: float | None = None) -> None:
         """Append ``item``, waiting up to ``timeout`` seconds for room, else raise Full."""

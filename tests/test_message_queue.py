@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-from segment_clone.message_queue import MessageQueue
+from segment_clone import message_queue
+from segment_clone.message_queue import YIELD_EVERY, YIELD_SECONDS, MessageQueue
+
+from .server import wait_until
 
 
 def never() -> threading.Event:
@@ -20,6 +23,45 @@ def test_bounded_and_counts_accepted() -> None:
     with pytest.raises(queue.Full):
         q.put_nowait(b"3")
     assert q.qsize() == q.maxsize == 2 and q.accepted == 2 and q.unfinished_tasks == 2
+
+
+def test_a_backlog_makes_one_put_in_a_hundred_yield(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While half the queue or more is waiting and no consumer waits for items, one put in
+    ``YIELD_EVERY`` sleeps, so that a consumer starved of the GIL gets it; a burst into the
+    first half never sleeps."""
+    slept: list[float] = []
+    monkeypatch.setattr(message_queue.time, "sleep", slept.append)
+    q = MessageQueue(1000)
+    for _ in range(499):
+        q.put_nowait(b"m")
+    assert slept == []
+    q.put_nowait(b"m")
+    assert slept == [YIELD_SECONDS]
+    while not q.full():
+        q.put_nowait(b"m")
+    assert slept == [YIELD_SECONDS] * (1 + 500 // YIELD_EVERY)  # at 500, 600, ... 1000
+    q.get_batch(100, 1 << 20, 0, never())  # a consumer takes a batch: 900 left
+    for _ in range(100):
+        q.put_nowait(b"m")
+    assert len(slept) == 2 + 500 // YIELD_EVERY  # at 1000 again
+
+
+def test_no_yield_while_a_consumer_waits_for_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A consumer asleep in ``get_batch`` is not behind: puts wake it instead of yielding."""
+    q = MessageQueue(1000, batch_size=10_000)
+    stop = threading.Event()
+    got: list[list[bytes]] = []
+    consumer = threading.Thread(target=lambda: got.append(q.get_batch(10_000, 1 << 30, 30, stop)))
+    consumer.start()
+    wait_until(lambda: q._sleepers == 1)
+    slept: list[float] = []
+    monkeypatch.setattr(message_queue.time, "sleep", slept.append)
+    while not q.full():
+        q.put_nowait(b"m")
+    monkeypatch.undo()
+    with q.flushing():
+        consumer.join(5)
+    assert slept == [] and len(got[0]) == 1000
 
 
 def test_rejects_non_positive_size() -> None:
