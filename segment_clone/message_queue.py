@@ -2,20 +2,21 @@
 
 ``queue.Queue`` takes a lock and signals a Condition on every put and every get. Here a put is
 a length check and a deque append, which the deque makes atomic, with no lock: caller threads
-never wait for each other or for a consumer, however many there are. A put takes the lock only
-to wake a consumer that sleeps, when the queue stops being empty or a batch fills. Consumers
-take a whole batch under the lock, and ``join`` accepts a timeout. Items are the encoded
-message bytes, so a batch can be capped by bytes without re-encoding anything.
+never wait for each other or for a consumer while the queue is less than half full. A put takes
+the lock only to wake a consumer that sleeps, when the queue stops being empty or a batch
+fills. Consumers take a whole batch under the lock, and ``join`` accepts a timeout. Items are
+the encoded message bytes, so a batch can be capped by bytes without re-encoding anything.
 
 Without a lock, callers racing for the last free place can each take it: the queue can hold
 one extra message per racing caller thread beyond ``maxsize``.
 
-A backlog makes puts yield. CPython gives the GIL to a thread that waits for it only after the
-holder has run a whole switch interval (5 ms), so a caller in a tight loop of ``track()`` calls
-starves the consumer each time the consumer comes back from a socket call: the queue fills and
-calls are turned away. Once half the queue is waiting, every hundredth put sleeps for
-``YIELD_SECONDS``, and the consumer runs in that gap. A burst that fits in half the queue is
-taken at full speed.
+From half full, puts yield. CPython gives the GIL to a thread that waits for it only after the
+holder has run a whole switch interval (5 ms), so callers in a tight loop of ``track()`` calls
+starve the consumer each time it comes back from a socket call: the queue fills, and calls are
+turned away and their messages reported as dropped. So from half full one put in
+``YIELD_EVERY`` sleeps ``YIELD_SECONDS`` (one in a quarter of that from three quarters full),
+and the other caller threads wait behind it, so that the GIL goes to a consumer. A burst that
+fits in half the queue is taken at full speed.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from typing import Callable
 BATCH_SIZE_LIMIT = 475000
 """Bytes of messages per batch, leaving room for the envelope under the API's 500 KB."""
 YIELD_EVERY = 100
-"""Puts between two yields while a backlog stands."""
+"""Puts between two yields from half full; a quarter of that from three quarters full."""
 YIELD_SECONDS = 0.0002
-"""How long a yielding put sleeps: about a consumer's CPU time for one batch of 100."""
+"""How long a yielding put sleeps: most of the 0.3 ms of CPU a consumer spends per batch of 100."""
 
 
 class MessageQueue:
@@ -52,9 +53,12 @@ class MessageQueue:
         self.maxsize = maxsize
         self.batch_size = batch_size
         self._items: deque[bytes] = deque()
-        self._backlog = max(maxsize // 2, 1)
-        """Queued items from which a put yields to the consumers, every ``YIELD_EVERY``."""
+        self._half = max(maxsize // 2, 1)
+        self._crowded = max(maxsize * 3 // 4, 1)
         self._lock = threading.Lock()
+        self._yielding = threading.Lock()
+        """Held by the caller that yields: other callers wait behind it instead of taking the
+        GIL that the yield is meant for."""
         self._ready = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)
@@ -87,8 +91,8 @@ class MessageQueue:
         return self._finished + self.unfinished_tasks
 
     def put_nowait(self, item: bytes) -> None:
-        """Append ``item`` or raise ``queue.Full``; never waits for a lock or for room, and
-        sleeps ``YIELD_SECONDS`` once every ``YIELD_EVERY`` puts while a backlog stands."""
+        """Append ``item`` or raise ``queue.Full``; never waits for room, and below half full
+        never waits at all."""
         items = self._items
         if len(items) >= self.maxsize:
             raise queue.Full
@@ -100,8 +104,15 @@ class MessageQueue:
             if n == 1 or n >= self.batch_size:
                 with self._lock:
                     self._ready.notify_all()
-        elif n >= self._backlog and n % YIELD_EVERY == 0:
-            time.sleep(YIELD_SECONDS)
+        elif n >= self._half:
+            self._yield_to_consumers(n)
+
+    def _yield_to_consumers(self, n: int) -> None:
+        """With ``n`` items queued (at least half) and no consumer waiting for items."""
+        every = YIELD_EVERY if n < self._crowded else YIELD_EVERY // 4
+        with self._yielding:
+            if n % every == 0:
+                time.sleep(YIELD_SECONDS)
 
     def put(self, item: bytes, timeout: float | None = None) -> None:
         """Append ``item``, waiting up to ``timeout`` seconds for room, else raise Full."""

@@ -25,10 +25,10 @@ def test_bounded_and_counts_accepted() -> None:
     assert q.qsize() == q.maxsize == 2 and q.accepted == 2 and q.unfinished_tasks == 2
 
 
-def test_a_backlog_makes_one_put_in_a_hundred_yield(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_puts_yield_from_half_full(monkeypatch: pytest.MonkeyPatch) -> None:
     """While half the queue or more is waiting and no consumer waits for items, one put in
-    ``YIELD_EVERY`` sleeps, so that a consumer starved of the GIL gets it; a burst into the
-    first half never sleeps."""
+    ``YIELD_EVERY`` sleeps, and one in a quarter of that from three quarters full, so that a
+    consumer starved of the GIL gets it; a burst into the first half never sleeps."""
     slept: list[float] = []
     monkeypatch.setattr(message_queue.time, "sleep", slept.append)
     q = MessageQueue(1000)
@@ -37,13 +37,43 @@ def test_a_backlog_makes_one_put_in_a_hundred_yield(monkeypatch: pytest.MonkeyPa
     assert slept == []
     q.put_nowait(b"m")
     assert slept == [YIELD_SECONDS]
+    while q.qsize() < 749:
+        q.put_nowait(b"m")
+    assert len(slept) == 3  # at 500, 600 and 700
     while not q.full():
         q.put_nowait(b"m")
-    assert slept == [YIELD_SECONDS] * (1 + 500 // YIELD_EVERY)  # at 500, 600, ... 1000
+    assert slept == [YIELD_SECONDS] * (3 + 1 + 250 // (YIELD_EVERY // 4))  # 750, 775 ... 1000
     q.get_batch(100, 1 << 20, 0, never())  # a consumer takes a batch: 900 left
     for _ in range(100):
         q.put_nowait(b"m")
-    assert len(slept) == 2 + 500 // YIELD_EVERY  # at 1000 again
+    assert len(slept) == 14 + 4  # at 925, 950, 975 and 1000
+
+
+def test_other_callers_wait_while_one_yields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that yields holds the others back: the GIL it gives up must reach a consumer,
+    not the next caller in a tight loop."""
+    yielding, resume = threading.Event(), threading.Event()
+
+    def sleep(seconds: float) -> None:
+        yielding.set()
+        assert resume.wait(10)
+
+    monkeypatch.setattr(message_queue.time, "sleep", sleep)
+    q = MessageQueue(200)
+    for _ in range(99):
+        q.put_nowait(b"m")
+    first = threading.Thread(target=q.put_nowait, args=(b"yields",))  # the 100th: sleeps
+    first.start()
+    assert yielding.wait(10)
+    second = threading.Thread(target=q.put_nowait, args=(b"waits",))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # appended, and held back until the yield ends
+    resume.set()
+    first.join(10)
+    second.join(10)
+    assert not first.is_alive() and not second.is_alive()
+    assert q.qsize() == 101
 
 
 def test_no_yield_while_a_consumer_waits_for_items(monkeypatch: pytest.MonkeyPatch) -> None:
