@@ -491,6 +491,7 @@ class Client:
         for data in orphans[:fits]:
             self.queue.put_nowait(data)
         if fits < len(orphans):
+            self.queue.promise(len(orphans) - fits)  # a flush from now on waits for them too
             feeder = threading.Thread(
                 target=_feed, args=(self.queue, orphans[fits:]), name="segment-clone-replay"
             )
@@ -713,7 +714,7 @@ def _remaining(deadline: float | None) -> float | None:
 def _feed(queue: MessageQueue, messages: list[bytes]) -> None:
     """Put ``messages`` on ``queue`` as room frees up (the spool replay beyond queue size)."""
     for data in messages:
-        queue.put(data)
+        queue.put(data, promised=True)
 
 
 _ID_OR_UUID = (*ID_TYPES, uuid.UUID)

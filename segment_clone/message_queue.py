@@ -65,6 +65,8 @@ class MessageQueue:
         self._held = 0
         """Items taken out of ``_items`` (by consumers or ``take_all``) and not yet done."""
         self._finished = 0
+        self._promised = 0
+        """Items a feeder has yet to ``put``: unfinished already, so ``join`` waits for them."""
         self._sleepers = 0
         """Consumers waiting for items; a put wakes them only when this is not zero."""
         self._flushing = 0
@@ -83,7 +85,7 @@ class MessageQueue:
     @property
     def unfinished_tasks(self) -> int:
         """Items accepted but not yet finished: queued plus held by a consumer."""
-        return len(self._items) + self._held
+        return len(self._items) + self._held + self._promised
 
     @property
     def accepted(self) -> int:
@@ -114,13 +116,22 @@ class MessageQueue:
             if n % every == 0:
                 time.sleep(YIELD_SECONDS)
 
-    def put(self, item: bytes, timeout: float | None = None) -> None:
-        """Append ``item``, waiting up to ``timeout`` seconds for room, else raise Full."""
+    def put(self, item: bytes, timeout: float | None = None, *, promised: bool = False) -> None:
+        """Append ``item``, waiting up to ``timeout`` seconds for room, else raise Full.
+        ``promised``: the item is one of those counted by ``promise``."""
         with self._lock:
             if not self._space.wait_for(lambda: len(self._items) < self.maxsize, timeout):
                 raise queue.Full
             self._items.append(item)
+            if promised:
+                self._promised -= 1
             self._ready.notify_all()
+
+    def promise(self, count: int) -> None:
+        """Count ``count`` items that a feeder thread will ``put`` as unfinished from now on,
+        so that a ``join`` in the meantime does not return while they are still to come."""
+        with self._lock:
+            self._promised += count
 
     def get_batch(
         self, max_items: int, max_bytes: int, wait: float, stop: threading.Event
@@ -185,7 +196,7 @@ class MessageQueue:
                 raise ValueError("task_done() called for more items than were taken")
             self._held -= count
             self._finished += count
-            if self._held or self._items:
+            if self._held or self._items or self._promised:
                 return
             self._done.notify_all()
             waiters, self._waiters = self._waiters, []

@@ -1,7 +1,12 @@
 """Opt-in durable store of accepted-but-unacknowledged messages: an append-only segment log.
 
-``track()`` writes each message to the log with one ``write()`` before it returns, so once the
-call has returned the message is in the kernel's hands and survives ``kill -9`` of the process.
+``track()`` copies each message into the log before it returns. The active log is a file
+mapped into memory (``mmap``, shared), so the copy lands in the kernel's page cache with no
+system call: once the call has returned, the message survives ``kill -9`` of the process, as
+after a ``write()``. A ``write()`` costs a system call and gives up the GIL, and a consumer
+waiting for the GIL then takes it in the middle of the caller's ``track()``; the copy does
+neither. Each log's blocks are reserved when it starts (``posix_fallocate``), because writing
+to a mapped page the disk cannot hold kills the process with SIGBUS instead of failing.
 When its batch is finished (acknowledged by the server, or reported through ``on_error``) the
 consumer appends the messages' offsets to an acknowledgement log, one ``write()`` per batch. A
 segment whose every message is acknowledged is deleted. What a crashed or exited process leaves
@@ -11,7 +16,7 @@ acknowledged just before the crash, whose acknowledgement was not yet written, i
 Layout of ``spool_path`` (a directory)::
 
     <owner>/lock     held with flock while the owner's process lives
-    <owner>/<n>.log  messages, each one line of JSON
+    <owner>/<n>.log  messages, each one line of JSON; zero bytes after the last line
     <owner>/<n>.ack  offsets (8 bytes each) of the lines of <n>.log that are finished
 
 The kernel releases an owner's lock when its process dies, even on ``kill -9``. A client that
@@ -24,6 +29,7 @@ required.) Power loss or an OS crash can lose what the kernel had not yet writte
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import sqlite3
 import struct
@@ -34,7 +40,9 @@ from pathlib import Path
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 SEGMENT_BYTES = 8 << 20
-"""A segment log is closed for writing past this size; it is deleted once all acknowledged."""
+"""The size of a segment log, reserved when it starts; once full it is closed for writing (cut
+to its lines), and it is deleted once all its lines are acknowledged."""
+_ZEROS = 1 << 20
 _NEWLINE = b"\n"  # JSON text never holds a raw newline, so a message is one line
 _OFFSET = struct.Struct("<Q")
 
@@ -95,13 +103,28 @@ class Spool:
         """The locks held (this owner's and adopted owners') and, last, the active log."""
         self._release = weakref.finalize(self, _close_all, self._fds)
         self._segments = 0
-        self._start_segment()
+        self._map: mmap.mmap | None = None
+        """The active log, mapped; None until it starts (or when starting it failed)."""
+        self._log_end = 0
+        self._next_segment()
 
-    def _start_segment(self) -> None:
+    def _next_segment(self) -> None:
+        """Seal the active log, if any, and start a new one."""
+        if self._map is not None:
+            self._seal_active()
         self._segments += 1
-        self._active = _Segment(self._dir / f"{self._segments}.log", sealed=False)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._fds.append(os.open(self._active.log, flags, 0o600))
+        log = self._dir / f"{self._segments}.log"
+        fd = os.open(log, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _reserve(fd, SEGMENT_BYTES)
+            mapping = mmap.mmap(fd, SEGMENT_BYTES)
+        except OSError:
+            os.close(fd)
+            log.unlink(missing_ok=True)
+            raise
+        self._fds.append(fd)
+        self._active = _Segment(log, sealed=False)
+        self._map = mapping
         self._log_end = 0
 
     @property
@@ -110,23 +133,29 @@ class Spool:
         return self._size
 
     def add(self, data: bytes) -> None:
-        """Write ``data`` before the caller returns; raise ``SpoolFull`` past ``max_bytes``."""
+        """Write ``data`` before the caller returns; raise ``SpoolFull`` past ``max_bytes``,
+        or when the disk has no room for a new segment."""
         with self._lock:
             if self._size + len(data) > self.max_bytes:
                 raise SpoolFull(f"spool holds {self._size} bytes (max {self.max_bytes})")
-            try:
-                written = os.writev(self._fds[-1], (data, _NEWLINE))
-            except OSError as e:
-                raise SpoolFull(f"cannot write to the spool: {e}") from e
-            if written != len(data) + 1:  # the disk is full; the next replay skips the stub
-                raise SpoolFull(f"the spool's disk took {written} of {len(data) + 1} bytes")
+            start = self._log_end
+            end = start + len(data)
+            if self._map is None or end >= SEGMENT_BYTES:
+                if len(data) >= SEGMENT_BYTES:
+                    raise SpoolFull(f"a message of {len(data)} bytes exceeds a spool segment")
+                try:
+                    self._next_segment()
+                except OSError as e:
+                    raise SpoolFull(f"cannot start a spool segment: {e}") from e
+                start, end = 0, len(data)
+            assert self._map is not None
+            self._map[start:end] = data
+            self._map[end] = _NEWLINE[0]  # last: a line without its newline is not a message
             segment = self._active
-            self._places[id(data)] = (segment, self._log_end, len(data))
+            self._places[id(data)] = (segment, start, len(data))
             segment.unfinished += 1
-            self._log_end += written
+            self._log_end = end + 1
             self._size += len(data)
-            if self._log_end >= SEGMENT_BYTES:
-                self._seal_active()
 
     def remove(self, batch: Sequence[bytes]) -> None:
         """Acknowledge messages whose fate is decided (delivered or reported)."""
@@ -177,23 +206,36 @@ class Spool:
                 segment.delete()
 
     def _seal_active(self) -> None:
-        os.close(self._fds.pop())
+        self._close_active()
         self._active.sealed = True
         if not self._active.unfinished:
             self._active.delete()
-        self._start_segment()
+
+    def _close_active(self) -> None:
+        """Unmap the active log and cut it to its lines, giving back the rest of its space."""
+        assert self._map is not None
+        self._map.close()
+        self._map = None
+        fd = self._fds.pop()
+        os.ftruncate(fd, self._log_end)
+        os.close(fd)
 
     def reopen_after_fork(self) -> None:
         """In a forked child: a new owner; the parent's messages stay the parent's.
 
-        The inherited descriptors are closed in the child only; the locks they hold stay held
-        through the parent's own descriptors."""
+        The inherited descriptors and mapping are closed in the child only (the parent's log is
+        not cut: the parent still writes to it); the locks stay held through the parent's own
+        descriptors."""
+        if self._map is not None:
+            self._map.close()
         self._release()
         self._open()
 
     def close(self) -> None:
         """Release the spool; unfinished messages stay for the next client to adopt."""
         with self._lock:
+            if self._map is not None:
+                self._close_active()
             self._release()
 
 
@@ -206,6 +248,16 @@ def _lock(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate the first ``size`` bytes of ``fd``'s file on disk now, as zeros."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+        return
+    zeros = bytes(min(size, _ZEROS))  # macOS: no posix_fallocate; write the zeros
+    for offset in range(0, size, len(zeros)):
+        os.pwrite(fd, zeros[: size - offset], offset)
 
 
 def _close_all(fds: list[int]) -> None:
@@ -231,8 +283,12 @@ def _acknowledged(ack: Path) -> set[int]:
 
 
 def _lines(log: Path) -> Iterator[tuple[int, bytes]]:
-    """``(offset, message)`` for each complete line; a last line cut short is not a message."""
+    """``(offset, message)`` for each complete line; a last line cut short is not a message,
+    and the reserved zeros after the last line are none (JSON text holds no zero byte)."""
     raw = log.read_bytes()
+    written = raw.find(b"\0")
+    if written >= 0:
+        raw = raw[:written]
     offset = 0
     while True:
         end = raw.find(_NEWLINE, offset)

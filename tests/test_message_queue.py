@@ -190,6 +190,22 @@ def test_blocking_put_waits_for_room() -> None:
     assert q.qsize() == 1
 
 
+def test_join_waits_for_promised_items() -> None:
+    """Items a feeder has promised count as unfinished before they are put: a flush during a
+    spool replay must not return while the replay still has messages to feed."""
+    q = MessageQueue(10)
+    q.promise(2)
+    assert q.unfinished_tasks == 2 and not q.join(timeout=0)
+    q.put(b"a", promised=True)
+    assert q.get_batch(10, 1 << 20, 0, never()) == [b"a"]
+    q.task_done()
+    assert not q.join(timeout=0)  # one is still to come
+    q.put(b"b", promised=True)
+    assert q.get_batch(10, 1 << 20, 0, never()) == [b"b"]
+    q.task_done()
+    assert q.join(timeout=0) and q.accepted == 2
+
+
 def test_take_all() -> None:
     q = MessageQueue(10)
     q.put_nowait(b"a")

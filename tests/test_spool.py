@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 from collections import Counter
@@ -61,7 +62,7 @@ def test_messages_of_a_closed_owner_are_adopted_in_order(tmp_path: Path) -> None
     second.close()
     assert Spool(tmp_path / "events.spool").adopt_orphans() == []
     logs = list((tmp_path / "events.spool").glob("*/*.log"))
-    assert all(log.stat().st_size == 0 for log in logs)  # only new, empty active logs remain
+    assert all(not log.read_bytes().strip(b"\0") for log in logs)  # only unused active logs
 
 
 def test_messages_of_a_live_owner_are_never_adopted(tmp_path: Path) -> None:
@@ -84,6 +85,60 @@ def test_a_line_cut_short_by_a_crash_is_not_replayed(tmp_path: Path) -> None:
     assert Spool(tmp_path / "events.spool").adopt_orphans() == [b'{"n":1}']
 
 
+def test_a_message_is_in_the_log_when_add_returns(tmp_path: Path) -> None:
+    """What ``kill -9`` relies on: the line is in the file (the kernel's page cache) at once."""
+    spool = Spool(tmp_path / "events.spool")
+    spool.add(b'{"n":1}')
+    [log] = (tmp_path / "events.spool").glob("*/1.log")
+    assert log.read_bytes().rstrip(b"\0") == b'{"n":1}\n'
+    spool.close()
+    assert log.read_bytes() == b'{"n":1}\n'  # closing cuts the reserved zeros
+
+
+def test_no_room_for_a_new_segment_is_spool_full_and_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that cannot hold the next segment refuses the message (no SIGBUS later); once
+    it has room again, the spool goes on."""
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 100)
+    spool = Spool(tmp_path / "events.spool")
+    reserve = spool_module._reserve
+
+    def disk_full(fd: int, size: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    for i in range(3):
+        spool.add(b"x" * 30 + b"%02d" % i)
+    monkeypatch.setattr(spool_module, "_reserve", disk_full)
+    with pytest.raises(SpoolFull, match="No space left"):
+        spool.add(b"y" * 32)
+    monkeypatch.setattr(spool_module, "_reserve", reserve)
+    spool.add(b"z" * 32)
+    spool.close()
+    orphans = Spool(tmp_path / "events.spool").adopt_orphans()
+    assert orphans == [b"x" * 30 + b"%02d" % i for i in range(3)] + [b"z" * 32]
+
+
+def test_a_forked_child_leaves_the_parents_log_whole(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "events.spool")
+    spool.add(b"parent-1")
+    pid = os.fork()
+    if pid == 0:  # the child: its own owner; its mapping of the parent's log is only unmapped
+        try:
+            spool.reopen_after_fork()
+            spool.add(b"child-1")
+        finally:
+            os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    spool.add(b"parent-2")
+    spool.close()
+    assert sorted(Spool(tmp_path / "events.spool").adopt_orphans()) == [
+        b"child-1",
+        b"parent-1",
+        b"parent-2",
+    ]
+
+
 def test_full_segments_are_rotated_and_deleted_once_finished(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -93,10 +148,11 @@ def test_full_segments_are_rotated_and_deleted_once_finished(
     for m in messages:
         spool.add(m)
     owner = tmp_path / "events.spool" / spool.owner
-    # 33 bytes a line: a segment is sealed at its 4th line, past 100 bytes
-    assert sorted(p.name for p in owner.glob("*.log")) == ["1.log", "2.log", "3.log"]
+    # 33 bytes a line: a segment of 100 bytes holds 3 lines
+    assert sorted(p.name for p in owner.glob("*.log")) == ["1.log", "2.log", "3.log", "4.log"]
+    assert (owner / "1.log").read_bytes() == b"".join(m + b"\n" for m in messages[:3])  # cut
     spool.remove(messages)
-    assert [p.name for p in owner.glob("*.log")] == ["3.log"]  # only the active one stays
+    assert [p.name for p in owner.glob("*.log")] == ["4.log"]  # only the active one stays
     spool.close()
 
 
