@@ -56,9 +56,10 @@ class MessageQueue:
         self._half = max(maxsize // 2, 1)
         self._crowded = max(maxsize * 3 // 4, 1)
         self._lock = threading.Lock()
-        self._yielding = threading.Lock()
+        self._yielding = threading.RLock()
         """Held by the caller that yields: other callers wait behind it instead of taking the
-        GIL that the yield is meant for."""
+        GIL that the yield is meant for. Re-entrant, for a signal handler that tracks an event
+        while its thread sleeps here."""
         self._ready = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
         self._done = threading.Condition(self._lock)

@@ -76,6 +76,27 @@ def test_other_callers_wait_while_one_yields(monkeypatch: pytest.MonkeyPatch) ->
     assert q.qsize() == 101
 
 
+def test_a_signal_handler_can_put_while_its_thread_yields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler runs inside the interrupted ``sleep``, on the thread that holds the yield."""
+    q = MessageQueue(200)
+    handled: list[bool] = []
+
+    def sleep(seconds: float) -> None:
+        if not handled:
+            handled.append(True)
+            q.put_nowait(b"from the handler")  # as a SIGTERM handler's track() would
+
+    monkeypatch.setattr(message_queue.time, "sleep", sleep)
+    for _ in range(99):
+        q.put_nowait(b"m")
+    caller = threading.Thread(target=q.put_nowait, args=(b"yields",), daemon=True)
+    caller.start()
+    caller.join(10)
+    assert not caller.is_alive() and handled and q.qsize() == 101
+
+
 def test_no_yield_while_a_consumer_waits_for_items(monkeypatch: pytest.MonkeyPatch) -> None:
     """A consumer asleep in ``get_batch`` is not behind: puts wake it instead of yielding."""
     q = MessageQueue(1000, batch_size=10_000)
