@@ -95,28 +95,36 @@ def test_a_message_is_in_the_log_when_add_returns(tmp_path: Path) -> None:
     assert log.read_bytes() == b'{"n":1}\n'  # closing cuts the reserved zeros
 
 
-def test_no_room_for_a_new_segment_is_spool_full_and_passes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A disk that cannot hold the next segment refuses the message (no SIGBUS later); once
-    it has room again, the spool goes on."""
-    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 100)
-    spool = Spool(tmp_path / "events.spool")
-    reserve = spool_module._reserve
+NO_ROOM = """
+import resource, signal, sys
+from segment_clone import spool as spool_module
+from segment_clone.spool import Spool, SpoolFull
+spool_module.SEGMENT_BYTES = 4096
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file past the limit: EFBIG, not a signal
+spool = Spool(sys.argv[1])
+spool.add(b"a" * 2000)
+spool.add(b"b" * 2000)  # the segment is now too full for a third
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024, hard))  # no file may grow past 1 KiB
+try:
+    spool.add(b"c" * 2000)
+except SpoolFull as e:
+    print("refused:", e)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+spool.add(b"d" * 2000)
+spool.close()
+"""
 
-    def disk_full(fd: int, size: int) -> None:
-        raise OSError(28, "No space left on device")
 
-    for i in range(3):
-        spool.add(b"x" * 30 + b"%02d" % i)
-    monkeypatch.setattr(spool_module, "_reserve", disk_full)
-    with pytest.raises(SpoolFull, match="No space left"):
-        spool.add(b"y" * 32)
-    monkeypatch.setattr(spool_module, "_reserve", reserve)
-    spool.add(b"z" * 32)
-    spool.close()
+def test_no_room_for_a_new_segment_is_spool_full_and_passes(tmp_path: Path) -> None:
+    """The kernel refuses the next segment's blocks (here: a file-size limit): the message is
+    refused with ``SpoolFull`` and no segment is mapped that the disk cannot back (a write to it
+    would be SIGBUS); once there is room again, the spool goes on."""
+    result = run_script(NO_ROOM, str(tmp_path / "events.spool"))
+    assert result.returncode == 0, result.stderr
+    assert "refused: cannot start a spool segment" in result.stdout
     orphans = Spool(tmp_path / "events.spool").adopt_orphans()
-    assert orphans == [b"x" * 30 + b"%02d" % i for i in range(3)] + [b"z" * 32]
+    assert orphans == [b"a" * 2000, b"b" * 2000, b"d" * 2000]
 
 
 def test_a_forked_child_leaves_the_parents_log_whole(tmp_path: Path) -> None:
