@@ -16,9 +16,9 @@ Scenarios (``--scenario``):
   soak        ``--seconds`` at a paced ``--rate``, sampling the resident set every
               ``SOAK_SAMPLE_EVERY`` seconds; the slope is fitted over the last 80 % of the run.
 
-Setups (``--setup``) add client keywords: ``spool`` (``spool_path`` in a temporary directory)
-and ``before-send`` (one hook that removes a property). An SDK whose client lacks the keyword
-prints ``{"skipped": ...}`` instead of measuring.
+Setups (``--setup``) add client keywords: ``spool`` (``spool_path`` in a temporary directory),
+``before-send`` (one hook that removes a property) and ``two-consumers`` (``thread=2``). An
+SDK whose client lacks the keyword prints ``{"skipped": ...}`` instead of measuring.
 
 Queue-full policy (throughput, soak): when ``track()`` is turned away by a full queue, the
 producer waits ``QUEUE_FULL_WAIT`` seconds and makes the same call again, identically for every
@@ -249,6 +249,7 @@ SETUPS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "plain": lambda tmp: {},
     "spool": lambda tmp: {"spool_path": str(tmp / "spool.db")},
     "before-send": lambda tmp: {"before_send": drop_coupon},
+    "two-consumers": lambda tmp: {"thread": 2},
 }
 
 

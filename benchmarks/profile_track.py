@@ -1,6 +1,6 @@
 """``make profile``: where segment_clone spends its time, in the caller's thread and the consumer.
 
-Three views, all against the counting sink in its own process, consumer running:
+Four views, all against the counting sink in its own process, consumer running:
 
 1. Plain costs, no profiler: each ``track()`` call (wall clock and the caller thread's CPU) and
    each consumer ``upload()`` (one batch: take it from the queue, build the body, gzip, POST),
@@ -10,6 +10,13 @@ Three views, all against the counting sink in its own process, consumer running:
 3. cProfile, top entries by own time (and, for the consumer, by cumulative time): the
    caller's ``track()`` loop, and the consumer's ``upload()`` calls profiled inside the
    consumer thread with a thread-CPU clock.
+
+4. Under load: ``SATURATED_EVENTS`` calls back to back, as the throughput benchmark makes them,
+   so the queue passes half full and the caller yields to the consumer. It splits the CPU per
+   event between the two threads and counts what a thread hand-off costs: context switches per
+   batch, the queue's yields, and the thread CPU of one sleep and wake-up on this machine
+   (tens of µs on a virtual machine, against a few on bare metal), which is what bounds
+   throughput once both threads share one GIL.
 
 Only the caller's thread and the consumer's are profiled: cProfile hooks one thread at a time on
 Python 3.11 (on 3.12+ it uses ``sys.monitoring``, which covers every thread).
@@ -22,6 +29,7 @@ import cProfile
 import io
 import logging
 import pstats
+import resource
 import statistics
 import sys
 import time
@@ -36,15 +44,19 @@ from sink import running_sink
 from sink_client import SinkClient
 from workload import EVENT, USER_IDS, properties
 
-from segment_clone import Client
+from segment_clone import Client, message_queue
 from segment_clone.consumer import Consumer
 from segment_clone.encoding import encode_message
-from segment_clone.message_queue import MessageQueue
+from segment_clone.message_queue import YIELD_SECONDS, MessageQueue
 from segment_clone.request import GZIP_LEVEL
 from segment_clone.utils import new_message_id, utc_now_iso
 
 CHUNK = 5_000
 """Calls between flushes: well under the default queue size, so no call meets a full queue."""
+SATURATED_EVENTS = 100_000
+QUEUE_FULL_WAIT = 0.005
+"""As ``driver.py``: a call turned away by a full queue is made again after this many seconds."""
+WAKEUPS = 2_000
 
 
 class BatchMeter:
@@ -53,15 +65,17 @@ class BatchMeter:
     def __init__(self, profiler: cProfile.Profile | None) -> None:
         self.profiler = profiler
         self.cpu = 0.0
+        self.wall = 0.0
         self.batches = 0
 
     def attach(self, consumer: Consumer) -> None:
         upload = consumer.upload
 
         def metered() -> bool:
-            start = time.thread_time()
+            start, wall_start = time.thread_time(), time.perf_counter()
             delivered = self.profiler.runcall(upload) if self.profiler else upload()
             self.cpu += time.thread_time() - start
+            self.wall += time.perf_counter() - wall_start
             self.batches += delivered
             return delivered
 
@@ -106,6 +120,83 @@ def drive(url: str, events: int, gzip: bool, profile: bool) -> dict[str, Any]:
         "caller": caller,
         "consumer": meter.profiler,
     }
+
+
+class YieldMeter:
+    """Stands in for ``time`` inside ``message_queue`` to count the queue's yields (its only
+    sleeps) and the caller's thread CPU in them; everything else passes through."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cpu = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    def sleep(self, seconds: float) -> None:
+        start = time.thread_time()
+        time.sleep(seconds)
+        self.cpu += time.thread_time() - start
+        self.count += 1
+
+
+def saturated(url: str, events: int, gzip: bool) -> dict[str, float]:
+    """Track ``events`` calls back to back and deliver them; split the CPU between the threads."""
+    client = Client("profile-write-key", host=url, gzip=gzip)
+    meter = BatchMeter(None)
+    for consumer in client.consumers or []:
+        meter.attach(consumer)
+    sink = SinkClient(url)
+    sink.reset()
+    client.track(USER_IDS[0], EVENT, {})  # connect before the clock starts
+    client.flush()
+    sink.wait_for(1)
+    sink.reset()
+    meter.cpu = meter.wall = meter.batches = 0
+    yields = YieldMeter()
+    message_queue.time = yields  # type: ignore[assignment]
+    props = properties()
+    track = client.track
+    try:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        started, process_cpu, caller_cpu = (
+            time.perf_counter(),
+            time.process_time(),
+            time.thread_time(),
+        )
+        for i in range(events):
+            while not track(USER_IDS[i % len(USER_IDS)], EVENT, props)[0]:
+                time.sleep(QUEUE_FULL_WAIT)
+        caller_cpu = time.thread_time() - caller_cpu
+        client.flush()
+        sink.wait_for(events)
+        wall = time.perf_counter() - started
+        process_cpu = time.process_time() - process_cpu
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    finally:
+        message_queue.time = time
+    client.join()
+    batches = max(meter.batches, 1)
+    return {
+        "events_per_s": events / wall,
+        "cpu_us": process_cpu / events * 1e6,
+        "caller_cpu_us": caller_cpu / events * 1e6,
+        "consumer_cpu_us": meter.cpu / events * 1e6,
+        "consumer_wall_us": meter.wall / events * 1e6,
+        "voluntary_per_batch": (after.ru_nvcsw - usage.ru_nvcsw) / batches,
+        "involuntary_per_batch": (after.ru_nivcsw - usage.ru_nivcsw) / batches,
+        "yields": yields.count,
+        "yield_cpu_us": yields.cpu / max(yields.count, 1) * 1e6,
+        "batches": batches,
+    }
+
+
+def wakeup_cpu_us() -> float:
+    """Thread CPU of one queue-yield-sized sleep and wake-up, with no other thread running."""
+    start = time.thread_time()
+    for _ in range(WAKEUPS):
+        time.sleep(YIELD_SECONDS)
+    return (time.thread_time() - start) / WAKEUPS * 1e6
 
 
 def best_us(fn: Callable[[], object], number: int) -> float:
@@ -185,6 +276,8 @@ def main() -> int:
         plain = drive(url, args.events, args.gzip, profile=False)
         stages = stage_timings(url, args.gzip)
         profiled = drive(url, args.events, args.gzip, profile=True)
+        loaded = saturated(url, SATURATED_EVENTS, args.gzip)
+    wakeup = wakeup_cpu_us()
 
     gz = "on" if args.gzip else "off"
     print(f"== Plain costs ({args.events:,} events, gzip {gz}, consumer running) ==")
@@ -205,6 +298,24 @@ def main() -> int:
     print(top(profiled["consumer"], args.top))
     print("== the same, by cumulative time ==")
     print(top(profiled["consumer"], args.top, "cumulative"))
+    print(f"== Under load ({SATURATED_EVENTS:,} calls back to back, gzip {gz}) ==")
+    print(
+        f"{loaded['events_per_s']:,.0f} events/s; CPU per event {loaded['cpu_us']:.1f} µs: "
+        f"caller thread {loaded['caller_cpu_us']:.1f}, consumer {loaded['consumer_cpu_us']:.1f} "
+        f"(the consumer is in upload() {loaded['consumer_wall_us']:.1f} µs of wall time per event)"
+    )
+    print(
+        f"context switches per batch ({loaded['batches']:,.0f} batches): "
+        f"{loaded['voluntary_per_batch']:.1f} voluntary, "
+        f"{loaded['involuntary_per_batch']:.1f} involuntary"
+    )
+    print(
+        f"queue yields: {loaded['yields']:,.0f}, {loaded['yield_cpu_us']:.0f} µs of caller CPU each"
+    )
+    print(
+        f"one {YIELD_SECONDS * 1e3:.1f} ms sleep and wake-up, no other thread running: "
+        f"{wakeup:.0f} µs of thread CPU"
+    )
     return 0
 
 

@@ -296,6 +296,47 @@ def spool_table(results: dict[str, Any]) -> list[str]:
     return table(["segment_clone, gzip off", "no spool", "`spool_path=`", "ratio"], rows, "lrrr")
 
 
+def consumers_table(results: dict[str, Any]) -> list[str]:
+    """``thread=2`` against the default one consumer thread, 1 producer: with gzip on, one
+    consumer compresses while the other waits for the sink."""
+    rows = []
+    for gzip in (False, True):
+
+        def get(scenario: str, field: str, gzip: bool = gzip) -> float | None:
+            return median_of(results, Measure(CLONE, scenario, field), gzip)
+
+        ceiling = median_of(results, Measure(CEILING, "ceiling", "events_per_s"), gzip)
+        one, two = (
+            get("throughput-1", "events_per_s"),
+            get("throughput-consumers_2", "events_per_s"),
+        )
+        if two is None:
+            continue
+        rows.append(
+            [
+                "on" if gzip else "off",
+                num(one, 0),
+                num(two, 0),
+                num(ratio(two, one), 2),
+                num(ratio(one, ceiling), 2),
+                num(ratio(two, ceiling), 2),
+                num(get("throughput-1", "cpu_s_per_100k"), 2),
+                num(get("throughput-consumers_2", "cpu_s_per_100k"), 2),
+            ]
+        )
+    header = [
+        "gzip",
+        "events/s, `thread=1`",
+        "`thread=2`",
+        "ratio",
+        "share of ceiling, 1",
+        "2",
+        "CPU s per 100k, 1",
+        "2",
+    ]
+    return table(header, rows, "lrrrrrrr")
+
+
 def hook_table(results: dict[str, Any]) -> list[str]:
     runs = results["runs"].get(CLONE, {}).get("latency-before_send/gzip-off", [])
     if runs and "skipped" in runs[0]:
@@ -417,6 +458,7 @@ def render(results: dict[str, Any]) -> str:
             *queued_table(results),
         ],
         ["### The durable spool", "", *spool_table(results)],
+        ["### Two consumer threads (`thread=2`), 1 producer", "", *consumers_table(results)],
         ["### One `before_send` hook", "", *hook_table(results)],
         ["### Mixpanel: the facade against `mixpanel`", "", *mixpanel_table(results)],
         ["### Sink ceiling", "", *ceiling_table(results)],

@@ -64,6 +64,9 @@ SCENARIOS = {
     "throughput-spool": Scenario(
         ("--scenario", "throughput", "--setup", "spool"), (CLONE,), (False,)
     ),
+    "throughput-consumers_2": Scenario(
+        ("--scenario", "throughput", "--setup", "two-consumers"), (CLONE,)
+    ),
     "latency-before_send": Scenario(
         ("--scenario", "latency", "--setup", "before-send"), (CLONE,), (False,)
     ),
