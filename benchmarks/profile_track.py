@@ -15,8 +15,8 @@ Four views, all against the counting sink in its own process, consumer running:
    so the queue passes half full and the caller yields to the consumer. It splits the CPU per
    event between the two threads and counts what a thread hand-off costs: context switches per
    batch, the queue's yields, and the thread CPU of one sleep and wake-up on this machine
-   (tens of µs on a virtual machine, against a few on bare metal), which is what bounds
-   throughput once both threads share one GIL.
+   (36 to 41 µs on the virtual machine of the README's figures), which weighs on throughput
+   once both threads share one GIL.
 
 Only the caller's thread and the consumer's are profiled: cProfile hooks one thread at a time on
 Python 3.11 (on 3.12+ it uses ``sys.monitoring``, which covers every thread).
@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 import requests
+from driver import QUEUE_FULL_WAIT
 from sink import running_sink
 from sink_client import SinkClient
 from workload import EVENT, USER_IDS, properties
@@ -54,8 +55,6 @@ from segment_clone.utils import new_message_id, utc_now_iso
 CHUNK = 5_000
 """Calls between flushes: well under the default queue size, so no call meets a full queue."""
 SATURATED_EVENTS = 100_000
-QUEUE_FULL_WAIT = 0.005
-"""As ``driver.py``: a call turned away by a full queue is made again after this many seconds."""
 WAKEUPS = 2_000
 
 
