@@ -1,10 +1,11 @@
-"""An experiment for the next pass on throughput: would preparing batch N+1 while batch N is
-at the server pay for a second delivery path? Not the SDK's path, and not run by ``make bench``.
+"""An experiment on throughput: how much does preparing batch N+1 while batch N is at the
+server win, and how much of it does the SDK's path keep? Not run by ``make bench``.
 
 It runs 100,000 ``track()`` calls back to back from one thread, as the throughput benchmark
 does, against the sink, in three modes, each in a fresh process, alternating:
 
-- ``sdk``: ``Client`` as shipped (one consumer thread: take, encode, gzip, POST, read, repeat);
+- ``sdk``: ``Client`` as shipped (one consumer thread; with gzip it prepares the next batch
+  while the current one is at the server, see ``consumer.py``);
 - ``bare``: a stand-in consumer doing the same steps in the same order, on one keep-alive
   connection, without the retry engine, the ``request``/``_session`` seams, stats, spool,
   OAuth or proxies: what the steps themselves cost;
@@ -12,10 +13,10 @@ does, against the sink, in three modes, each in a fresh process, alternating:
   and encodes (and gzips) batch N+1 before it reads N's answer. One request is in flight at a
   time, on one connection, so batches stay in order.
 
-``bare`` against ``sdk`` prices the production path's checks and seams; ``lookahead`` against
-``bare`` prices the overlap. The stand-in gives up on any answer but 200, so its figures are an
-upper bound for what a real implementation (retries of N while N+1 waits, a ``sentAt`` that must
-not go stale, ``join()`` and fork with a batch taken but not sent) could reach.
+``lookahead`` against ``bare`` prices the overlap alone; ``sdk`` against ``lookahead`` prices
+the production path's checks and seams (the retry engine, the ``requests.Response`` that
+``_session.post`` returns, header merging, the idle-connection check). The stand-in gives up on
+any answer but 200, so its figures are an upper bound.
 
     .venv/bin/python benchmarks/lookahead.py --gzip --rounds 4
 """

@@ -9,6 +9,12 @@ A batch is finished exactly once: delivered, or reported through the ``DropRepor
 that was rate-limited, or whose retry wait ``pause()`` cut short, goes back to the queue, still
 owed: to the head of the client's own ``MessageQueue``, so order is kept, or to the tail of a
 plain ``queue.Queue``, as upstream did.
+
+With ``gzip=True``, while a batch is at the server, the consumer takes the next one, if a full
+one is queued, and encodes and compresses its body (``PreparedBatch``): the compression, which
+runs without the GIL, then overlaps the server's work. Batches still go one at a time, in order,
+on one connection. The batch taken ahead is counted in ``in_flight``, is the next ``upload()``,
+and goes back to the head of the queue if the consumer stops first.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from .aio import Latch
 from .compat import ForeignQueue
 from .encoding import MAX_MSG_SIZE
 from .errors import APIError, FatalError, ShutdownInterrupted
+from .keepalive import while_answer_pending
 from .message_queue import BATCH_SIZE_LIMIT, MessageQueue
-from .request import TokenSource, post
+from .request import PreparedBatch, TokenSource, post
 from .spool import Spool
 from .stats import DropReporter, OnError, Stats
 from .uploader import (
@@ -111,6 +118,8 @@ class Consumer(Uploader, Thread):
         self.reporter = reporter or DropReporter(self.stats, on_error, self.log)
         self.spool = spool
         self.in_flight: list[Any] = []
+        """Messages this consumer holds: the batch being delivered, and the one taken ahead."""
+        self._ahead: PreparedBatch | None = None
         self.stopped = Latch()
         """Opened when ``run`` returns: what ``Client.ajoin`` awaits instead of ``join()``."""
         self._source: BatchSource | None = (
@@ -138,6 +147,7 @@ class Consumer(Uploader, Thread):
                 except Exception:  # a bug here must not silently stop delivery
                     self.log.exception("consumer error; continuing")
         finally:
+            self._requeue_ahead()
             self.stopped.open()
 
     def pause(self) -> None:
@@ -156,7 +166,8 @@ class Consumer(Uploader, Thread):
     def upload(self) -> bool:
         """Send the next batch; True if it was delivered."""
         source = self._queue()
-        batch = self.next()
+        batch: list[Any] = self._ahead if self._ahead is not None else self.next()
+        self._ahead = None
         if not batch:
             return False
         self.in_flight = batch
@@ -174,8 +185,9 @@ class Consumer(Uploader, Thread):
             self.log.exception("unexpected error delivering a batch")
             self.reporter.report("error", e, batch)
         finally:
-            self.in_flight = []
+            self.in_flight = list(self._ahead or [])
         if not finished:
+            self._requeue_ahead()
             source.requeue(batch)
             return False
         if delivered:
@@ -186,7 +198,27 @@ class Consumer(Uploader, Thread):
         return delivered
 
     def _send(self, batch: list[Any], retry_count: int) -> Any:
-        return self._post_with(post, batch, retry_count)
+        with while_answer_pending(self._look_ahead):
+            return self._post_with(post, batch, retry_count)
+
+    def _look_ahead(self) -> None:
+        """Take and compress the next batch while the current one is at the server: only a
+        full batch (a partial one could still grow), and only with gzip. Without gzip there is
+        nothing to overlap, and in alternating runs it lowered the throughput in 7 pairs of 8."""
+        source = self._source
+        if self._ahead is not None or not self.gzip or not isinstance(source, MessageQueue):
+            return
+        messages = source.take_full(self.upload_size, self.max_batch_bytes)
+        if messages:
+            self._ahead = PreparedBatch(messages, self.write_key, self.gzip)
+            self.in_flight = [*self.in_flight, *messages]
+
+    def _requeue_ahead(self) -> None:
+        """Put the batch taken ahead back at the head of the queue, still owed."""
+        if self._ahead is not None:
+            self._queue().requeue(self._ahead)
+            self._ahead = None
+            self.in_flight = []
 
     def _queue(self) -> BatchSource:
         if self._source is None:

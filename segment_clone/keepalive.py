@@ -19,7 +19,8 @@ import ssl
 import threading
 import weakref
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import BinaryIO, NamedTuple
 
 import requests
@@ -29,6 +30,20 @@ MAX_HEADERS = 100
 MAX_BODY = 16 << 20
 """Bytes of answer body read at most: the tracking API answers in a few bytes."""
 NO_BODY_STATUSES = frozenset({204, 304})
+
+_pending = threading.local()
+
+
+@contextmanager
+def while_answer_pending(work: Callable[[], None]) -> Iterator[None]:
+    """Run ``work`` between sending each request this thread makes and reading its answer:
+    a consumer prepares its next batch there while the server works on the current one.
+    ``work`` must not raise; nothing runs when the POST takes requests' path (a proxy)."""
+    _pending.work = work
+    try:
+        yield
+    finally:
+        _pending.work = None
 
 
 class Answer(NamedTuple):
@@ -134,6 +149,9 @@ class _Connection:
         self.sock.settimeout(read_timeout)
         try:
             self.sock.sendall(request)
+            work = getattr(_pending, "work", None)
+            if work is not None:
+                work()
             return _read_answer(self.reader)
         except socket.timeout as e:
             raise requests.ReadTimeout(f"no answer within {read_timeout}s: {e}") from e

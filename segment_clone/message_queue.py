@@ -175,6 +175,13 @@ class MessageQueue:
         self._space.notify(len(batch))
         return batch
 
+    def take_full(self, max_items: int, max_bytes: int) -> list[bytes]:
+        """A batch of ``max_items`` if that many are queued, else ``[]``; never waits."""
+        with self._lock:
+            if len(self._items) < max_items:
+                return []
+            return self._take(max_items, max_bytes)
+
     def take_all(self) -> list[bytes]:
         """Remove every queued item (still unfinished) so it can be reported or spooled."""
         with self._lock:
