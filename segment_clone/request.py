@@ -94,8 +94,9 @@ def post(
     """POST ``kwargs`` as the JSON body (usually ``batch=[...]``) and return the 2xx response.
 
     Items of ``batch`` may be message dicts or already-encoded JSON bytes; bytes are spliced
-    into the body as they are. Raises ``APIError`` for any other status and lets ``requests``
-    errors propagate, leaving the retry decision to the caller.
+    into the body as they are; a fresh ``PreparedBatch`` is sent with the body encoded for it.
+    Raises ``APIError`` for any other status and lets ``requests`` errors propagate, leaving
+    the retry decision to the caller.
     """
     batch = kwargs.get("batch")
     data = batch.body_for(write_key, gzip) if isinstance(batch, PreparedBatch) else None
