@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import zlib
-from types import MethodType
+from functools import partial
 from typing import Any
 
 import orjson
@@ -98,9 +98,7 @@ def measure(url: str, mode: str, gzip: bool) -> dict[str, float]:
     client = Client("lookahead-write-key", host=url, gzip=gzip)
     if mode != "sdk":
         for consumer in client.consumers or []:
-            consumer.run = MethodType(  # type: ignore[method-assign]
-                lambda c, a=mode == "lookahead": stand_in(c, a), consumer
-            )
+            consumer.run = partial(stand_in, consumer, mode == "lookahead")  # type: ignore[method-assign]
     sink = SinkClient(url)
     sink.reset()
     props = properties()

@@ -297,8 +297,8 @@ def spool_table(results: dict[str, Any]) -> list[str]:
 
 
 def consumers_table(results: dict[str, Any]) -> list[str]:
-    """``thread=2`` against the default one consumer thread, 1 producer: with gzip on, one
-    consumer compresses while the other waits for the sink."""
+    """``thread=2`` against the default one consumer thread, 1 producer: whether a second
+    consumer still buys anything now that one compresses its next batch while it waits."""
     rows = []
     for gzip in (False, True):
 
