@@ -66,6 +66,9 @@ class PreparedBatch(list[bytes]):
         self.encoded_at = time.monotonic()
 
     def body_for(self, write_key: str, gzip: bool) -> str | bytes | None:
+        """The prepared body, or None when ``post`` must encode it again: the consumer's
+        settings changed since (an assigned ``write_key`` or ``gzip``), or its ``sentAt`` is
+        older than ``PREPARED_FRESH_FOR``."""
         if self.settings != (write_key, gzip):
             return None
         if time.monotonic() - self.encoded_at > PREPARED_FRESH_FOR:
