@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 BENCH_PEERS := segment-analytics-python@2.4.0 posthog@7.91.1 rudder-sdk-python@2.1.9 mixpanel@5.4.1
 PEER_STAMPS := $(BENCH_PEERS:%=.bench/%.installed)
 
-.PHONY: install test lint unit demo compat bench bench-quick profile clean
+.PHONY: install test lint unit docs demo compat bench bench-quick profile clean
 
 # Reinstall only when the project metadata changes.
 $(STAMP): pyproject.toml
@@ -26,7 +26,12 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint unit
+# The documentation site, into site/. --strict: a broken link, anchor or reference fails.
+# The examples in README.md and docs/ run in `make unit` (tests/test_docs_examples.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs unit
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -58,4 +63,4 @@ profile: $(STAMP)
 	$(BIN)/python benchmarks/profile_track.py --gzip
 
 clean:
-	rm -rf $(VENV) .bench .compat .mypy_cache .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .bench .compat .mypy_cache .pytest_cache .ruff_cache *.egg-info site
