@@ -49,7 +49,7 @@ compat: $(STAMP)
 	touch $@
 
 # BENCH_ROUNDS=N (default 3) and BENCH_SOAK=1 (adds the 10-minute soak) are read from the
-# environment. The full run writes benchmarks/results/ and the README's table.
+# environment. The full run writes benchmarks/results/ and the table of docs/performance.md.
 bench: $(STAMP) $(PEER_STAMPS)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/collector_bench.py --compare-plan --rounds 3 \

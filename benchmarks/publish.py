@@ -1,7 +1,7 @@
-"""Write what ``make bench`` leaves behind: results.json, report.md, chart.svg and the README's
-block, from the raw runs of ``run.py``.
+"""Write what ``make bench`` leaves behind: results.json, report.md, chart.svg and the table of
+docs/performance.md, from the raw runs of ``run.py``.
 
-``python benchmarks/publish.py [benchmarks/results/results.json] [--out DIR] [--readme README.md]``
+``python benchmarks/publish.py [RESULTS_JSON] [--out DIR] [--readme docs/performance.md]``
 prints the report again from saved results and, with ``--out``/``--readme``, rewrites the files
 without re-running anything.
 """
@@ -72,6 +72,8 @@ def publish(results: dict[str, Any], out: Path, readme: Path | None) -> None:
     (out / "chart.svg").write_text(chart.svg(chart_panels(results)), encoding="utf-8")
     if readme:
         update_readme(readme, readme_block(results))
+        (readme.parent / "assets").mkdir(exist_ok=True)
+        (readme.parent / "assets" / "bench-chart.svg").write_bytes((out / "chart.svg").read_bytes())
 
 
 def main() -> int:

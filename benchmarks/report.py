@@ -469,13 +469,14 @@ def render(results: dict[str, Any]) -> str:
 
 
 def readme_block(results: dict[str, Any]) -> str:
-    """What the README shows: the summary, the targets, every SDK and the chart."""
+    """What docs/performance.md shows: the summary, the targets, every SDK and the chart (a copy
+    in docs/assets/, since the site holds only what is under docs/)."""
     return "\n\n".join(
         [
             summary(results),
             "\n".join(goals_table(results)),
             "\n".join(["Every SDK, gzip off:", "", *sdk_table(results, False)]),
             "\n".join(["Every SDK, gzip on:", "", *sdk_table(results, True)]),
-            "![make bench](benchmarks/results/chart.svg)",
+            "![make bench](assets/bench-chart.svg)",
         ]
     )

@@ -11,7 +11,7 @@ each SDK reaches.
 Settings come from flags or the environment: ``BENCH_ROUNDS`` (default 3), ``BENCH_QUICK=1``
 (one round of 20,000 events, written to ``.bench/quick``) and ``BENCH_SOAK=1`` (adds the soak:
 segment_clone paced at 20,000 events/s for 10 minutes). A full run writes ``results.json``,
-``report.md`` and ``chart.svg`` to ``benchmarks/results/`` and the README's table.
+``report.md`` and ``chart.svg`` to ``benchmarks/results/`` and the table of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--samples", type=int, help="timed track() calls per latency run (5,000)")
     parser.add_argument("--warmup", type=int, help="untimed calls before them (1,000)")
     parser.add_argument("--out", type=Path, help="benchmarks/results (quick: .bench/quick)")
-    parser.add_argument("--readme", type=Path, help="README whose table to rewrite (full runs)")
+    parser.add_argument("--readme", type=Path, help="page whose table to rewrite")
     args = parser.parse_args()
     quick = args.quick
     args.rounds = 1 if quick else args.rounds
@@ -103,7 +103,7 @@ def parse_args() -> argparse.Namespace:
     args.samples = args.samples or (2_000 if quick else 5_000)
     args.warmup = args.warmup or (500 if quick else 1_000)
     args.out = args.out or (ROOT / ".bench/quick" if quick else HERE / "results")
-    args.readme = args.readme or (None if quick else ROOT / "README.md")
+    args.readme = args.readme or (None if quick else ROOT / "docs" / "performance.md")
     if args.samples + args.warmup > 10_000:
         parser.error("--samples + --warmup must stay under the default queue size (10,000)")
     return args

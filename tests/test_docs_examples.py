@@ -177,7 +177,5 @@ def test_example_runs(
 ) -> None:
     done = example_runs[block.name].result()
     if done.returncode != 0:
-        pytest.fail(
-            f"{block.name}: the example failed (exit {done.returncode})\n{done.stdout}{done.stderr}",
-            pytrace=False,
-        )
+        output = f"{done.stdout}{done.stderr}"
+        pytest.fail(f"{block.name}: the example failed (exit {done.returncode})\n{output}", False)
