@@ -39,7 +39,7 @@ from segment_clone.collector import Collector
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).with_name("docs_example_runner.py")
 DOC_URL = "http://127.0.0.1:8787"
-MARK = re.compile(r"^<!--\s*example:\s*(?P<kind>\w+)\s*(?:\((?P<reason>[^)]*)\))?\s*-->\s*$")
+MARK = re.compile(r"^<!--\s*example:\s*(?P<kind>\w+)\s*(?:\((?P<reason>.*)\))?\s*-->\s*$")
 FENCE = re.compile(r"^(?P<indent>\s*)```python\s*$")
 BLOCK_TIMEOUT = 30.0
 WORKERS = 3
@@ -102,6 +102,8 @@ def parse(path: Path) -> list[Block]:
             raise ValueError(f"{rel}:{start + 1}: the python block is never closed")
         mark, reason = "run", ""
         before = lines[start - 1].strip() if start else ""
+        if not before and start > 1 and lines[start - 2].strip().startswith("<!-- example"):
+            raise ValueError(f"{rel}:{start - 1}: an example mark must be right above the fence")
         if before.startswith("<!--") and "example" in before:
             found = MARK.match(before)
             if not found or found["kind"] not in ("skip", "continue", "pytest"):
