@@ -6,7 +6,7 @@ fail. One browser serves the module; each test gets a fresh context (no shared s
 fails if the page logged an error (a Content-Security-Policy refusal is one) or opened a dialog.
 Waiting is Playwright's: ``expect`` retries until the page shows what is expected.
 
-``SEGMENT_CLONE_SCREENSHOT=examples/debugger.png`` makes the screenshot test write the picture
+``SEGMENT_CLONE_SCREENSHOT=docs/assets/debugger.png`` makes the screenshot test write the picture
 the README shows.
 """
 
