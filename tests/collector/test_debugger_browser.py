@@ -7,7 +7,7 @@ fails if the page logged an error (a Content-Security-Policy refusal is one) or 
 Waiting is Playwright's: ``expect`` retries until the page shows what is expected.
 
 ``SEGMENT_CLONE_SCREENSHOT=docs/assets/debugger.png`` makes the screenshot test write the picture
-the README shows.
+the documentation shows (docs/collector.md).
 """
 
 from __future__ import annotations
