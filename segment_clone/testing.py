@@ -1,6 +1,6 @@
 """pytest fixtures for applications that use segment_clone (a ``pytest11`` plugin).
 
-Installed with the package; nothing to configure::
+Installed with the package; nothing to configure:
 
     def test_signup_is_tracked(analytics_capture):
         signup("ada@example.com")               # calls segment_clone.track(...)
