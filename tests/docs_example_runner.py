@@ -42,7 +42,10 @@ def main() -> int:
     if mode == "pytest":
         import pytest
 
-        return int(pytest.main(["-q", "-p", "no:cacheprovider", "-W", "error", source_path]))
+        # Only our plugin: the others installed (Hypothesis, Playwright...) cost a second of CPU.
+        os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        options = ["-q", "-p", "no:cacheprovider", "-p", "segment_clone.testing", "-W", "error"]
+        return int(pytest.main([*options, source_path]))
     with open(source_path, encoding="utf-8") as f:
         code = compile(f.read(), display, "exec")
     exec(code, {"__name__": "__main__", "__file__": display})
