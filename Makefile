@@ -29,7 +29,7 @@ unit: $(STAMP)
 # The documentation site, into site/. --strict: a broken link, anchor or reference fails.
 # The examples in README.md and docs/ run in `make unit` (tests/test_docs_examples.py).
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 test: lint docs unit
 
