@@ -21,7 +21,7 @@ import orjson
 from . import aio, lifecycle, scopes, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
-from .encoding import MAX_MSG_SIZE, decode_message, encode_message
+from .encoding import decode_message, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hooks
 from .message_queue import MessageQueue
@@ -45,6 +45,7 @@ from .utils import (
     stringify_id,
     utc_now_iso,
 )
+from .wire import MAX_MSG_SIZE, batch_cut
 
 __all__ = ["ID_TYPES", "Client", "post", "require", "stringify_id"]
 
@@ -188,7 +189,9 @@ class Client:
         """Everything a process must not share with its parent: queue, locks, counters,
         sessions and threads. Run at construction and again in a forked child."""
         self._pid = os.getpid()
-        self.queue = MessageQueue(self.max_queue_size, batch_size=self.upload_size)
+        self.queue = MessageQueue(
+            self.max_queue_size, batch_size=self.upload_size, batch_cut=batch_cut
+        )
         self._stats = Stats()
         self._reporter = DropReporter(self._stats, on_error, self.log)
         self._lock = threading.Lock()
