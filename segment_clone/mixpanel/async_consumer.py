@@ -26,6 +26,7 @@ from ..errors import MessageDropped
 from ..message_queue import MessageQueue
 from ..stats import DropReporter, OnError, Stats, StatsSnapshot
 from ..uploader import DEFAULT_MAX_RATE_LIMIT_DURATION, DEFAULT_MAX_TOTAL_BACKOFF_DURATION
+from ..wire import ascii_json
 from . import wire
 from .buffered import MAX_BATCH, MAX_IMPORT_BATCH, batch_size
 from .credentials import ServiceAccountCredentials
@@ -230,6 +231,7 @@ class AsyncBufferedConsumer:
         key = (endpoint, normalize_auth(api_key, api_secret))
         lane = self._lanes.get(key) or self._open_lane(key)
         data = json_message if isinstance(json_message, bytes) else json_message.encode()
+        data = ascii_json(data)  # measured as sent, whatever the serializer
         try:
             lane.queue.put_nowait(data)
         except queue.Full:
