@@ -192,9 +192,11 @@ class Consumer(Uploader, Thread):
             return False
         if delivered:
             self.stats.add("delivered", self._delivered(batch))
-        if self.spool is not None:
-            self.spool.remove(batch)
-        source.task_done(len(batch))
+        try:
+            if self.spool is not None:
+                self.spool.remove(batch)
+        finally:
+            source.task_done(len(batch))  # whatever the disk says: the batch's fate is decided
         return delivered
 
     def _delivered(self, batch: list[Any]) -> int:
