@@ -18,15 +18,16 @@ from typing import Any
 
 import orjson
 
-from . import aio, lifecycle
+from . import aio, lifecycle, scopes, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
-from .encoding import MAX_MSG_SIZE, decode_message, encode_message
+from .encoding import decode_message, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hooks
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
 from .request import post
+from .scopes import Scope
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
 from .uploader import (
@@ -44,6 +45,7 @@ from .utils import (
     stringify_id,
     utc_now_iso,
 )
+from .wire import MAX_MSG_SIZE, batch_cut
 
 __all__ = ["ID_TYPES", "Client", "post", "require", "stringify_id"]
 
@@ -187,7 +189,9 @@ class Client:
         """Everything a process must not share with its parent: queue, locks, counters,
         sessions and threads. Run at construction and again in a forked child."""
         self._pid = os.getpid()
-        self.queue = MessageQueue(self.max_queue_size, batch_size=self.upload_size)
+        self.queue = MessageQueue(
+            self.max_queue_size, batch_size=self.upload_size, batch_cut=batch_cut
+        )
         self._stats = Stats()
         self._reporter = DropReporter(self._stats, on_error, self.log)
         self._lock = threading.Lock()
@@ -423,6 +427,9 @@ class Client:
             require("context", context, dict)
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
+        frame = scopes._CURRENT.get()
+        if frame is not None:
+            context = frame.apply(msg, context)
         msg["context"] = {**context, "library": LIBRARY.copy()}
         user_id = msg["userId"]
         if user_id is not None and type(user_id) is not str:
@@ -660,6 +667,19 @@ class Client:
         what is still pending then is left to the exit hook."""
         await self.ashutdown(self.shutdown_timeout)
 
+    # -- where applications run -------------------------------------------------------------
+
+    scope = staticmethod(Scope)
+    """``segment_clone.scope``: a scope belongs to the work in progress (a request, a task), so
+    it applies to the messages of every client used inside it."""
+
+    def flush_after(
+        self, handler: Any = None, *, timeout: float = serverless.DEFAULT_TIMEOUT
+    ) -> Any:
+        """Decorate a handler (sync or async) so that this client flushes, within ``timeout``
+        seconds, before the handler's result is returned; see ``segment_clone.flush_after``."""
+        return serverless.decorator(lambda: self, handler, timeout)
+
     def stats(self) -> StatsSnapshot:
         """Counters since this client was created: enqueued, delivered, retried, dropped
         (by reason) and pending (accepted, not yet delivered or reported)."""
@@ -721,9 +741,14 @@ _ID_OR_UUID = (*ID_TYPES, uuid.UUID)
 
 
 def _require_ids(user_id: Any, anonymous_id: Any) -> None:
-    """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream)."""
+    """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream),
+    unless both are omitted inside a scope that has an identity."""
     value = user_id or anonymous_id
     if type(value) is not str and not isinstance(value, _ID_OR_UUID):
+        if user_id is None and anonymous_id is None:
+            frame = scopes._CURRENT.get()
+            if frame is not None and frame.has_identity():
+                return
         require("user_id or anonymous_id", value, _ID_OR_UUID)
 
 

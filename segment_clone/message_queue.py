@@ -24,15 +24,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from itertools import accumulate
 from typing import Callable
 
-BATCH_SIZE_LIMIT = 475000
-"""Bytes of messages per batch, leaving room for the envelope under the API's 500 KB."""
+from .wire import BatchCut, fit_under
+
 YIELD_EVERY = 100
 """Puts between two yields from half full; a quarter of that from three quarters full."""
 YIELD_SECONDS = 0.0002
@@ -47,11 +45,15 @@ class MessageQueue:
     reach zero.
     """
 
-    def __init__(self, maxsize: int, batch_size: int = 100) -> None:
+    def __init__(
+        self, maxsize: int, batch_size: int = 100, batch_cut: BatchCut = fit_under
+    ) -> None:
         if maxsize < 1:
             raise ValueError(f"max_queue_size must be at least 1, got: {maxsize!r}")
         self.maxsize = maxsize
         self.batch_size = batch_size
+        self._cut = batch_cut
+        """Where a batch ends by bytes: ``wire.batch_cut`` for Segment's rule."""
         self._items: deque[bytes] = deque()
         self._half = max(maxsize // 2, 1)
         self._crowded = max(maxsize * 3 // 4, 1)
@@ -137,7 +139,7 @@ class MessageQueue:
     def get_batch(
         self, max_items: int, max_bytes: int, wait: float, stop: threading.Event
     ) -> list[bytes]:
-        """Take up to ``max_items`` items totalling at most ``max_bytes``.
+        """Take up to ``max_items`` items, cut by bytes at ``max_bytes`` by ``batch_cut``.
 
         Blocks until an item is available, then gives a partial batch up to ``wait`` seconds to
         fill. Returns at once when a flush is in progress, and returns ``[]`` when ``stop`` is
@@ -167,8 +169,8 @@ class MessageQueue:
     def _take(self, max_items: int, max_bytes: int) -> list[bytes]:
         items = self._items
         batch = [items.popleft() for _ in range(min(max_items, len(items)))]
-        if sum(map(len, batch)) > max_bytes:  # rare: big messages; keep the head that fits
-            keep = max(bisect_right(list(accumulate(map(len, batch))), max_bytes), 1)
+        keep = self._cut(list(map(len, batch)), max_bytes)
+        if keep < len(batch):  # rare: big messages; the rest stays at the head
             items.extendleft(reversed(batch[keep:]))
             del batch[keep:]
         self._held += len(batch)
