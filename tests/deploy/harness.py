@@ -10,11 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from segment_clone.collector import Collector
 
@@ -26,11 +27,42 @@ STOP_TIMEOUT = 30.0
 """Seconds a server has to stop after its signal; its graceful stop is far shorter."""
 
 
+class Output:
+    """A server's output, read line by line as it comes, so that a test can wait for a line
+    (woken by each line, never polling)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self._lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = STOP_TIMEOUT) -> None:
+        with self._changed:
+            seen = self._changed.wait_for(lambda: text in "".join(self._lines), timeout)
+        assert seen, f"{text!r} never appeared in:\n{self}"
+
+    def finished(self, timeout: float) -> bool:
+        """Whether the output ended (every process that held it has exited)."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def __str__(self) -> str:
+        with self._changed:
+            return "".join(self._lines)
+
+
 @dataclass
 class Served:
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[str]
     url: str
-    log: Path
+    log: Output
     accepted: Path
     exited: Path
 
@@ -56,7 +88,7 @@ class Served:
         return set(self.exited.read_text().split()) if self.exited.exists() else set()
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return str(self.log)
 
 
 @contextmanager
@@ -79,9 +111,8 @@ def serve(
     command: Sequence[str], sock: socket.socket, collector: Collector, tmp_path: Path
 ) -> Iterator[Served]:
     """Run ``command`` (which serves the inherited ``sock``) with the app's environment; the
-    server's own output goes to a file, shown when a test fails. Killed with its process group
-    if the test left it running."""
-    log = tmp_path / "server.log"
+    server's own output is kept, and shown when a test fails. Killed with its process group if
+    the test left it running."""
     accepted = tmp_path / "accepted.txt"
     exited = tmp_path / "exited.txt"
     env = {
@@ -91,23 +122,27 @@ def serve(
         "DEPLOY_EXITED": str(exited),
         "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            list(command),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            pass_fds=[sock.fileno()],
-            start_new_session=True,
-        )
+    proc = subprocess.Popen(
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
+        pass_fds=[sock.fileno()],
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
     host, port = sock.getsockname()
-    served = Served(proc, f"http://{host}:{port}", log, accepted, exited)
+    served = Served(proc, f"http://{host}:{port}", Output(proc.stdout), accepted, exited)
     try:
         yield served
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # its workers too: the group is still the server's own
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=STOP_TIMEOUT)
+        proc.wait(timeout=STOP_TIMEOUT)
+        if served.log.finished(timeout=STOP_TIMEOUT):
+            proc.stdout.close()
 
 
 def assert_all_stored(served: Served, collector: Collector, timeout: float = 10.0) -> None:

@@ -39,6 +39,9 @@ def uwsgi_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
             "--hook-master-start=unix_signal:15 gracefully_kill_them_all",
         ]
         with serve(command, sock, collector, tmp_path) as served:
+            # The hook runs once the master is up, maybe after the workers served: a SIGTERM
+            # before it would be uWSGI's brutal reload.
+            served.log.wait_for("(master-start)")
             for _ in range(REQUESTS):
                 served.get()
             status = served.stop(signal.SIGTERM)
