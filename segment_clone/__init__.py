@@ -21,6 +21,8 @@ from typing import Any
 from .client import Client
 from .hooks import BeforeSendOption
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE
+from .scopes import Scope
+from .serverless import DEFAULT_TIMEOUT, decorator
 from .stats import OnError, StatsSnapshot
 from .uploader import DEFAULT_MAX_RATE_LIMIT_DURATION, DEFAULT_MAX_TOTAL_BACKOFF_DURATION
 from .version import VERSION
@@ -162,6 +164,18 @@ async def ashutdown(timeout: float | None = None) -> int:
     return await _client().ashutdown(timeout)
 
 
+scope = Scope
+"""``scope(user_id, anonymous_id, context, properties, integrations, fresh)``; see ``Scope``."""
+
+
+def flush_after(handler: Any = None, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """Decorate a serverless handler (sync or async): the default client flushes, within
+    ``timeout`` seconds, before the handler's result is returned, since the platform may freeze
+    the process right after. Never changes the result and never raises on its own account.
+    ``@flush_after``, ``@flush_after()`` and ``@flush_after(timeout=3.0)`` all work."""
+    return decorator(lambda: default_client, handler, timeout)
+
+
 def stats() -> StatsSnapshot:
     """Delivery counters of the default client; see ``Client.stats``."""
     return _client().stats()
@@ -175,10 +189,12 @@ __all__ = [
     "ashutdown",
     "default_client",
     "flush",
+    "flush_after",
     "group",
     "identify",
     "join",
     "page",
+    "scope",
     "screen",
     "shutdown",
     "stats",

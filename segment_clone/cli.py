@@ -1,4 +1,4 @@
-"""The ``segment-clone`` command: ``collector``, ``events``, ``send`` and ``plan``."""
+"""The ``segment-clone`` command: ``collector``, ``events``, ``send``, ``plan`` and ``map``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import events_cli, plan_cli, send_cli
+from . import events_cli, map_cli, plan_cli, send_cli
 from .collector import command
 
 
@@ -33,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = commands.add_parser("plan", help="check messages against a tracking plan")
     plan_cli.add_arguments(plan)
     plan.set_defaults(run=plan_cli.run)
+
+    mapping = commands.add_parser("map", help="show what Segment messages become in a destination")
+    map_cli.add_arguments(mapping)
+    mapping.set_defaults(run=map_cli.run)
 
     args = parser.parse_args(argv)
     status: int = args.run(args)

@@ -18,15 +18,16 @@ from typing import Any
 
 import orjson
 
-from . import aio, lifecycle
+from . import aio, lifecycle, scopes, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
-from .encoding import MAX_MSG_SIZE, decode_message, encode_message
+from .encoding import decode_message, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hooks
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
 from .request import post
+from .scopes import Scope
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
 from .uploader import (
@@ -44,6 +45,7 @@ from .utils import (
     stringify_id,
     utc_now_iso,
 )
+from .wire import MAX_MSG_SIZE, batch_cut
 
 __all__ = ["ID_TYPES", "Client", "post", "require", "stringify_id"]
 
@@ -178,8 +180,6 @@ class Client:
         self._thread_count = thread
         self._init_runtime(on_error)
 
-        if not sync_mode and send:
-            lifecycle.register(self)
         if self._spool is not None:
             self._replay(self._spool.adopt_orphans())
 
@@ -187,12 +187,23 @@ class Client:
         """Everything a process must not share with its parent: queue, locks, counters,
         sessions and threads. Run at construction and again in a forked child."""
         self._pid = os.getpid()
-        self.queue = MessageQueue(self.max_queue_size, batch_size=self.upload_size)
+        self.queue = MessageQueue(
+            self.max_queue_size, batch_size=self.upload_size, batch_cut=batch_cut
+        )
         self._stats = Stats()
         self._reporter = DropReporter(self._stats, on_error, self.log)
         self._lock = threading.Lock()
-        self._started = False
+        self._enlisted = False
+        """True while this client is in the lifecycle registry with its consumers started (or
+        paused by ``join()``); a call that finds it False enlists again. Written under
+        ``_lock``, read without it: a put reads it again afterwards (``_recheck_after_put``)."""
+        self._paused = False
+        """``join()`` stopped the consumers: calls queue without restarting them (``_lock``)."""
+        self._closed = False
+        """Set by the exit hook before its last sweep: later calls are reported, not queued."""
         self.consumers: list[Consumer] | None = None
+        self._retired: list[Consumer] = []
+        """Consumers replaced while still in a request (under ``_lock``)."""
         self._sync_uploader: _SyncSender | None = None
         if self.sync_mode:
             self._sync_uploader = _SyncSender(**self._uploader_settings())
@@ -423,6 +434,9 @@ class Client:
             require("context", context, dict)
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
+        frame = scopes._CURRENT.get()
+        if frame is not None:
+            context = frame.apply(msg, context)
         msg["context"] = {**context, "library": LIBRARY.copy()}
         user_id = msg["userId"]
         if user_id is not None and type(user_id) is not str:
@@ -456,8 +470,8 @@ class Client:
             return True, msg
         if self._sync_uploader is not None:
             return self._send_now(self._sync_uploader, data, msg)
-        if not self._started:
-            self._start()
+        if not self._enlisted and not self._enlist():
+            return self._refuse_closed(msg)
         if self._spool is not None:
             try:
                 self._spool.add(data)
@@ -478,7 +492,37 @@ class Client:
                 [msg],
             )
             return False, msg
+        if not self._enlisted:  # join() or the exit hook ran between our check and our put
+            self._recheck_after_put()
         return True, msg
+
+    def _enlist(self) -> bool:
+        """Join the lifecycle registry (and start the consumers unless ``join()`` paused
+        them); False once the exit hook has run, when nothing would deliver."""
+        with self._lock:
+            if self._closed or not lifecycle.register(self):
+                self._closed = True
+                return False
+            if not self._paused:
+                self._start_consumers()
+            self._enlisted = True
+            return True
+
+    def _recheck_after_put(self) -> None:
+        """Our put raced ``join()`` or the exit hook. ``join()`` clears ``_enlisted`` before it
+        counts what is pending, and the exit hook before its sweep, so either they saw our
+        message or we see the flag: enlist again, or sweep and settle it ourselves."""
+        if not self._enlist():
+            self._settle(self.queue.take_all(), [])
+
+    def _refuse_closed(self, msg: Message) -> Result:
+        """After the exit hook has drained, nothing would deliver a queued message."""
+        self._reporter.report(
+            "shutdown",
+            MessageDropped("shutdown", "tracked after the interpreter-exit flush"),
+            [msg],
+        )
+        return False, msg
 
     def _replay(self, orphans: list[bytes]) -> None:
         """Queue what an earlier process left in the spool: at once as far as the queue has
@@ -546,19 +590,29 @@ class Client:
     def _start(self) -> None:
         """Start the consumer threads, replacing any stopped by ``join()`` or dead."""
         with self._lock:
-            if self.consumers is None:
-                return
-            for i, consumer in enumerate(self.consumers):
-                if consumer.ident is not None:
-                    if consumer.running and consumer.is_alive():
-                        continue
-                    consumer = self.consumers[i] = self._new_consumers(1)[0]
-                try:
-                    consumer.start()
-                except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
-                    self.log.warning("could not start a consumer thread: %s", e)
-            self._started = True
-            lifecycle.hold(self)
+            lifecycle.register(self)
+            self._paused = False
+            self._start_consumers()
+            self._enlisted = not self._closed
+
+    def _start_consumers(self) -> None:
+        """Under ``_lock``. A stopped consumer still in a request is kept in ``_retired`` until
+        it ends, so that the exit hook waits for its batch and settles it."""
+        if self.consumers is None:
+            return
+        self._retired = [c for c in self._retired if c.is_alive()]
+        for i, consumer in enumerate(self.consumers):
+            if consumer.running and consumer.is_alive():
+                continue
+            if not (consumer.running and consumer.ident is None):  # stopped by join(), or dead
+                if consumer.is_alive():
+                    self._retired.append(consumer)
+                consumer = self.consumers[i] = self._new_consumers(1)[0]
+            try:
+                consumer.start()
+            except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
+                self.log.warning("could not start a consumer thread: %s", e)
+        lifecycle.hold(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -605,7 +659,8 @@ class Client:
         """Ask every consumer thread to stop; return those that were started."""
         self._adopt_process()
         with self._lock:
-            consumers = list(self.consumers or [])
+            self._paused = True
+            consumers = [*(self.consumers or []), *self._retired]
         for consumer in consumers:
             consumer.pause()
         return [consumer for consumer in consumers if consumer.ident is not None]
@@ -613,9 +668,11 @@ class Client:
     def _joined(self) -> int:
         if self.oauth_manager is not None:
             self.oauth_manager.stop()
-        pending = self.queue.unfinished_tasks
-        if not pending:
-            lifecycle.release(self)
+        with self._lock:
+            self._enlisted = False  # before counting: see _recheck_after_put
+            pending = self.queue.unfinished_tasks
+            if not pending:
+                lifecycle.unregister(self)  # a later call enlists it again
         return pending
 
     def shutdown(self, timeout: float | None = None) -> int:
@@ -660,6 +717,19 @@ class Client:
         what is still pending then is left to the exit hook."""
         await self.ashutdown(self.shutdown_timeout)
 
+    # -- where applications run -------------------------------------------------------------
+
+    scope = staticmethod(Scope)
+    """``segment_clone.scope``: a scope belongs to the work in progress (a request, a task), so
+    it applies to the messages of every client used inside it."""
+
+    def flush_after(
+        self, handler: Any = None, *, timeout: float = serverless.DEFAULT_TIMEOUT
+    ) -> Any:
+        """Decorate a handler (sync or async) so that this client flushes, within ``timeout``
+        seconds, before the handler's result is returned; see ``segment_clone.flush_after``."""
+        return serverless.decorator(lambda: self, handler, timeout)
+
     def stats(self) -> StatsSnapshot:
         """Counters since this client was created: enqueued, delivered, retried, dropped
         (by reason) and pending (accepted, not yet delivered or reported)."""
@@ -670,14 +740,23 @@ class Client:
         """Deliver what is pending within ``shutdown_timeout``; then spool or report the rest."""
         if self._pid != os.getpid():
             return  # forked without hooks and never used here: nothing of ours to flush
-        if not self.queue.unfinished_tasks:
+        if self.queue.unfinished_tasks:
+            deadline = time.monotonic() + self.shutdown_timeout
+            self.flush(self.shutdown_timeout)
+            self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
+        else:
             self.join(0)
-            return
-        deadline = time.monotonic() + self.shutdown_timeout
-        self.flush(self.shutdown_timeout)
-        self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
-        queued = self.queue.take_all()
-        leftovers = queued + [m for c in self.consumers or [] for m in c.in_flight]
+        with self._lock:  # closed before the sweep: a put after it sees the flag, sweeps itself
+            self._closed = True
+            self._enlisted = False
+            consumers = [*(self.consumers or []), *self._retired]
+        in_flight = [m for c in consumers for m in c.in_flight]
+        self._settle(self.queue.take_all(), in_flight)
+
+    def _settle(self, queued: list[bytes], in_flight: list[bytes]) -> None:
+        """Account for what is left at exit: ``queued`` (taken off the queue) and the batches
+        stuck in a request: kept in the spool for the next run, or reported."""
+        leftovers = queued + in_flight
         if leftovers and self._spool is not None:
             self.log.warning(
                 "%d message(s) not delivered within shutdown_timeout=%ss kept in the spool %s "
@@ -721,9 +800,14 @@ _ID_OR_UUID = (*ID_TYPES, uuid.UUID)
 
 
 def _require_ids(user_id: Any, anonymous_id: Any) -> None:
-    """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream)."""
+    """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream),
+    unless both are omitted inside a scope that has an identity."""
     value = user_id or anonymous_id
     if type(value) is not str and not isinstance(value, _ID_OR_UUID):
+        if user_id is None and anonymous_id is None:
+            frame = scopes._CURRENT.get()
+            if frame is not None and frame.has_identity():
+                return
         require("user_id or anonymous_id", value, _ID_OR_UUID)
 
 

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Protocol
 
-from .encoding import MAX_MSG_SIZE, encode_message
+from .encoding import encode_message
 from .errors import MessageDropped
+from .wire import MAX_BATCH_BYTES, MAX_MSG_SIZE
 
 UPSTREAM_VERSION = "2.4.0"
 """The analytics-python release whose behaviour, names and wire format segment_clone keeps."""
@@ -52,41 +53,60 @@ class ForeignQueue:
     upstream's rules: ``upload_size`` items, ``upload_interval`` seconds from the start of the
     batch, and a byte budget measured with ``json.dumps`` as upstream measured it. Unlike
     upstream, an oversize item is reported and marked done (upstream's never was, so a later
-    ``join()`` hung), and a batch put back after a rate limit that no longer fits is reported
-    as ``queue_full``.
+    ``join()`` hung), a batch put back after a rate limit that no longer fits is reported as
+    ``queue_full``, and a batch never exceeds ``MAX_BATCH_BYTES`` as sent: the item that would
+    take it over opens the next batch.
     """
 
     def __init__(self, source: queue.Queue[Any], report: Report) -> None:
         self.queue = source
         self._report = report
+        self._carry: tuple[Any, int, int] | None = None
+        """An item taken that would have made the body too big: the next batch's first,
+        with its size by upstream's measure and as sent."""
 
     def get_batch(
         self, max_items: int, max_bytes: int, wait: float, stop: threading.Event
     ) -> list[Any]:
         items: list[Any] = []
         total = 0
+        array = 1  # bytes of the batch array as sent: brackets, commas, messages
         started = time.monotonic()
         while len(items) < max_items and not stop.is_set():
-            elapsed = time.monotonic() - started
-            if elapsed >= wait:
+            taken = self._take(wait - (time.monotonic() - started))
+            if taken is None:
                 break
-            try:
-                item = self.queue.get(block=True, timeout=wait - elapsed)
-            except queue.Empty:
+            item, size, sent = taken
+            if items and array + sent + 1 > MAX_BATCH_BYTES:
+                self._carry = taken
                 break
-            size = _upstream_size(item)
-            if size > MAX_MSG_SIZE:
-                log.error("Item exceeds %d bytes, dropping it", MAX_MSG_SIZE)
-                self._report(
-                    "oversize", MessageDropped("oversize", f"{size} bytes of JSON"), [item]
-                )
-                self.queue.task_done()
-                continue
             items.append(item)
             total += size
+            array += sent + 1
             if total >= max_bytes:
                 break
         return items
+
+    def _take(self, timeout: float) -> tuple[Any, int, int] | None:
+        """The next item within ``MAX_MSG_SIZE`` with its two sizes, or None after
+        ``timeout`` seconds; an oversize item is reported and marked done."""
+        if self._carry is not None:
+            taken, self._carry = self._carry, None
+            return taken
+        while timeout > 0:
+            started = time.monotonic()
+            try:
+                item = self.queue.get(block=True, timeout=timeout)
+            except queue.Empty:
+                return None
+            size = _upstream_size(item)
+            if size <= MAX_MSG_SIZE:
+                return item, size, len(encode_message(item)[0])
+            log.error("Item exceeds %d bytes, dropping it", MAX_MSG_SIZE)
+            self._report("oversize", MessageDropped("oversize", f"{size} bytes of JSON"), [item])
+            self.queue.task_done()
+            timeout -= time.monotonic() - started
+        return None
 
     def requeue(self, batch: list[Any]) -> None:
         """Put a rate-limited batch back at the tail (a ``queue.Queue`` has no head to put it

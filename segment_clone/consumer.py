@@ -27,10 +27,9 @@ from typing import Any, Protocol
 
 from .aio import Latch
 from .compat import ForeignQueue
-from .encoding import MAX_MSG_SIZE
 from .errors import APIError, FatalError, ShutdownInterrupted
 from .keepalive import while_answer_pending
-from .message_queue import BATCH_SIZE_LIMIT, MessageQueue
+from .message_queue import MessageQueue
 from .request import PreparedBatch, TokenSource, post
 from .spool import Spool
 from .stats import DropReporter, OnError, Stats
@@ -40,6 +39,7 @@ from .uploader import (
     GiveUp,
     Uploader,
 )
+from .wire import BATCH_SIZE_LIMIT, MAX_MSG_SIZE
 
 __all__ = [
     "BATCH_SIZE_LIMIT",
@@ -192,9 +192,11 @@ class Consumer(Uploader, Thread):
             return False
         if delivered:
             self.stats.add("delivered", len(batch))
-        if self.spool is not None:
-            self.spool.remove(batch)
-        source.task_done(len(batch))
+        try:
+            if self.spool is not None:
+                self.spool.remove(batch)
+        finally:
+            source.task_done(len(batch))  # whatever the disk says: the batch's fate is decided
         return delivered
 
     def _send(self, batch: list[Any], retry_count: int) -> Any:

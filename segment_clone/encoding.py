@@ -1,8 +1,11 @@
-"""Serialize each message exactly once, to compact UTF-8 JSON bytes, and never raise doing it.
+"""Serialize each message exactly once, to compact ASCII JSON bytes, and never raise doing it.
 
 The bytes produced at ``track()`` time are what the consumer later splices into the batch body,
 so a message is never re-encoded for size checks or for the request, and later mutation of the
 caller's dicts cannot change what is sent.
+
+The bytes are the message as it goes on the wire: non-ASCII characters are ``\\u``-escaped
+(``wire.ascii_json``), so their length is what every size limit measures.
 
 The fast path is one ``orjson.dumps``. Only when orjson refuses the message does it go through
 ``sanitize``, which sends what analytics-python sends (integers of any size, non-string keys
@@ -27,10 +30,10 @@ from uuid import UUID
 
 import orjson
 
+from .wire import ascii_json
+
 log = logging.getLogger("segment")
 
-MAX_MSG_SIZE = 32 << 10
-"""Bytes of encoded JSON per message, the tracking API's limit."""
 MAX_DEPTH = 254
 """Levels of dicts and lists a message may have, counting the message itself: orjson's own
 limit, so the fast path and the fallback agree on what is sent."""
@@ -60,11 +63,15 @@ def dumps(obj: Any) -> bytes:
 def encode_message(msg: Message) -> tuple[bytes, Message]:
     """Return ``(json_bytes, msg)``; ``msg`` is replaced by its sanitized copy only when needed.
 
-    The bytes are copied once to their exact size: orjson hands back a buffer that keeps its
-    4 KiB allocation, which for a queue of 10,000 small messages is ~35 MiB of slack.
+    The bytes are ASCII, as sent. ASCII output is copied once to its exact size: orjson hands
+    back a buffer that keeps its 4 KiB allocation, which for a queue of 10,000 small messages
+    is ~35 MiB of slack (escaping makes a new buffer anyway).
     """
     try:
-        return bytes(memoryview(orjson.dumps(msg, default=_default))), msg
+        data = orjson.dumps(msg, default=_default)
+        if data.isascii():
+            return bytes(memoryview(data)), msg
+        return ascii_json(data), msg
     except TypeError:  # orjson.JSONEncodeError subclasses TypeError
         clean, dropped = sanitize(msg)
         if dropped:
@@ -84,10 +91,10 @@ def decode_message(data: bytes) -> Message:
 
 def _dumps_sanitized(value: Any) -> bytes:
     """JSON for a ``sanitize``d value: the standard library writes integers of any size, and
-    ``backslashreplace`` turns a lone surrogate (which UTF-8 cannot hold) into its JSON escape.
+    escapes every non-ASCII character, a lone surrogate (which UTF-8 cannot hold) included.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.encode("utf-8", "backslashreplace")
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return text.encode("ascii")
 
 
 def sanitize(value: Any) -> tuple[Any, list[str]]:

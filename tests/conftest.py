@@ -46,6 +46,19 @@ def fresh_module() -> Iterator[None]:
         setattr(analytics, name, value)
 
 
+PATIENT = {"upload_interval": 60.0, "upload_size": 1000}
+"""Settings under which nothing is sent for a minute on its own: what a test finds stored was
+sent by a flush."""
+
+
+@pytest.fixture
+def patient_client(collector: Collector) -> Iterator[Client]:
+    """A client of the ``collector`` that sends only when flushed; shut down after the test."""
+    client = Client("wk", host=collector.url, **PATIENT)  # type: ignore[arg-type]
+    yield client
+    client.shutdown(timeout=5)
+
+
 @pytest.fixture
 def server() -> Iterator[ScriptedServer]:
     srv = ScriptedServer()

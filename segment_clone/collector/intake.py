@@ -65,6 +65,7 @@ class Intake:
             path,
             partial(self.accept, api, parse, answer),
             ingest=True,
+            public=True,
             max_body=max_body,
             error=error,
             refused=partial(self.refused, api, parse),

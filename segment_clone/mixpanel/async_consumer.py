@@ -26,6 +26,7 @@ from ..errors import MessageDropped
 from ..message_queue import MessageQueue
 from ..stats import DropReporter, OnError, Stats, StatsSnapshot
 from ..uploader import DEFAULT_MAX_RATE_LIMIT_DURATION, DEFAULT_MAX_TOTAL_BACKOFF_DURATION
+from ..wire import ascii_json
 from .buffered import MAX_BATCH, MAX_IMPORT_BATCH, batch_size
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelAPIError
@@ -222,7 +223,7 @@ class AsyncBufferedConsumer:
         check_endpoint(endpoint, self._endpoints)
         key = (endpoint, normalize_auth(api_key, api_secret))
         lane = self._lanes.get(key) or self._open_lane(key)
-        data = json_message.encode()
+        data = ascii_json(json_message.encode())  # measured as sent, whatever the serializer
         try:
             lane.queue.put_nowait(data)
         except queue.Full:

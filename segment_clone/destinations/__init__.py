@@ -1,0 +1,6 @@
+"""Destinations: where a client's Segment calls are delivered, and how they are mapped there."""
+
+from .mixpanel import Mixpanel
+from .mixpanel_mapping import MappingSettings, Record, Refused, to_mixpanel
+
+__all__ = ["MappingSettings", "Mixpanel", "Record", "Refused", "to_mixpanel"]

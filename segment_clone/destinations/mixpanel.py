@@ -1,0 +1,72 @@
+"""``segment_clone.destinations.Mixpanel``: where and how Segment calls reach a Mixpanel project."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from ..mixpanel.credentials import ServiceAccountCredentials
+from .mixpanel_mapping import MappingSettings, Record, to_mixpanel
+
+
+class Mixpanel:
+    """A Mixpanel project as a destination of Segment calls.
+
+    :param token: the project token.
+    :param api_host: a host name, as ``mixpanel.Mixpanel`` takes it (``api.mixpanel.com``,
+        ``api-eu.mixpanel.com``, ``api-in.mixpanel.com``), or a base URL with a scheme
+        (``http://127.0.0.1:8787``), so that the local collector can stand in for Mixpanel.
+    :param credentials: a service account for ``/import``; without one, the project token is
+        the Basic-auth user name, as Mixpanel allows.
+    :param api_secret: the project secret, Mixpanel's older way to authenticate ``/import``.
+    :param page_names: ``"viewed"`` (``"Viewed {name}"``) or ``"loaded"`` (``"Loaded a Page"``).
+    :param group_key: Mixpanel's ``$group_key`` for ``group`` calls.
+    :param source_name: written as ``segment_source_name`` on every event when set.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        api_host: str = "api.mixpanel.com",
+        credentials: ServiceAccountCredentials | None = None,
+        api_secret: str | None = None,
+        *,
+        page_names: Literal["viewed", "loaded"] = "viewed",
+        group_key: str = "$group_id",
+        source_name: str | None = None,
+    ) -> None:
+        self.settings = MappingSettings(token, page_names, group_key, source_name)
+        self.base_url = base_url(api_host)
+        if credentials is not None and not isinstance(credentials, ServiceAccountCredentials):
+            raise TypeError("credentials must be a ServiceAccountCredentials")
+        if api_secret is not None and (not isinstance(api_secret, str) or not api_secret):
+            raise ValueError("api_secret must be a non-empty string")
+        self.credentials = credentials
+        self.api_secret = api_secret
+
+    @property
+    def token(self) -> str:
+        return self.settings.token
+
+    def map(self, message: Mapping[str, Any], now_ms: int | None = None) -> list[Record]:
+        """The records one Segment message becomes (see :func:`to_mixpanel`)."""
+        return to_mixpanel(message, self.settings, now_ms=now_ms)
+
+    def __repr__(self) -> str:
+        # The token is an identifier, not a secret, but the secret and credentials never show.
+        return f"Mixpanel(token={self.token!r}, api_host={self.base_url!r})"
+
+
+def base_url(api_host: str) -> str:
+    """``https://`` plus a bare host name, or a base URL with its scheme, without a final slash."""
+    if not isinstance(api_host, str) or not api_host.strip():
+        raise ValueError("api_host must be a host name or a base URL")
+    api_host = api_host.strip()
+    url = (api_host if "://" in api_host else f"https://{api_host}").rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"api_host {api_host!r} is neither a host name nor an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"api_host {api_host!r} must not carry a query or a fragment")
+    return url
