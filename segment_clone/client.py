@@ -435,9 +435,11 @@ class Client:
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
         frame = scopes._CURRENT.get()
-        if frame is not None:
-            context = frame.apply(msg, context)
-        msg["context"] = {**context, "library": LIBRARY.copy()}
+        if frame is None:
+            msg["context"] = {**context, "library": LIBRARY.copy()}
+        else:
+            frame.apply(msg)
+            msg["context"] = {**frame.context, **context, "library": LIBRARY.copy()}
         user_id = msg["userId"]
         if user_id is not None and type(user_id) is not str:
             msg["userId"] = str(user_id)
