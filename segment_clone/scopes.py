@@ -162,6 +162,11 @@ class Scope:
             resolver,
         )
 
+    def activate(self) -> None:
+        """Enter for good, in a context made for one unit of work (a request run with
+        ``contextvars.copy_context().run``): the context is dropped with it, so no exit."""
+        _CURRENT.set(self.frame())
+
     def __enter__(self) -> Scope:
         self._tokens.append(_CURRENT.set(self.frame()))
         return self
