@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 
-from ..version import VERSION
 from .async_consumer import AsyncBufferedConsumer
 from .buffered import BufferedConsumer
 from .client import Mixpanel
@@ -21,6 +20,7 @@ from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelAPIError, MixpanelException
 from .serialization import DatetimeSerializer, json_dumps
+from .version import VERSION
 
 __version__ = VERSION
 logger = logging.getLogger("mixpanel")

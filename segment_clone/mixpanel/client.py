@@ -16,12 +16,12 @@ from typing import Any, Callable, Protocol
 
 from ..hooks import BeforeSendOption, hook_chain, run_hooks
 from ..stats import DropReporter, Stats
-from ..version import VERSION
 from .async_consumer import AsyncBufferedConsumer
 from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelException
 from .serialization import DatetimeSerializer, json_dumps
+from .version import VERSION
 
 logger = logging.getLogger("mixpanel")
 
