@@ -180,8 +180,6 @@ class Client:
         self._thread_count = thread
         self._init_runtime(on_error)
 
-        if not sync_mode and send:
-            lifecycle.register(self)
         if self._spool is not None:
             self._replay(self._spool.adopt_orphans())
 
@@ -195,8 +193,17 @@ class Client:
         self._stats = Stats()
         self._reporter = DropReporter(self._stats, on_error, self.log)
         self._lock = threading.Lock()
-        self._started = False
+        self._enlisted = False
+        """True while this client is in the lifecycle registry with its consumers started (or
+        paused by ``join()``); a call that finds it False enlists again. Written under
+        ``_lock``, read without it: a put reads it again afterwards (``_recheck_after_put``)."""
+        self._paused = False
+        """``join()`` stopped the consumers: calls queue without restarting them (``_lock``)."""
+        self._closed = False
+        """Set by the exit hook before its last sweep: later calls are reported, not queued."""
         self.consumers: list[Consumer] | None = None
+        self._retired: list[Consumer] = []
+        """Consumers replaced while still in a request (under ``_lock``)."""
         self._sync_uploader: _SyncSender | None = None
         if self.sync_mode:
             self._sync_uploader = _SyncSender(**self._uploader_settings())
@@ -428,9 +435,11 @@ class Client:
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
         frame = scopes._CURRENT.get()
-        if frame is not None:
-            context = frame.apply(msg, context)
-        msg["context"] = {**context, "library": LIBRARY.copy()}
+        if frame is None:
+            msg["context"] = {**context, "library": LIBRARY.copy()}
+        else:
+            frame.apply(msg)
+            msg["context"] = {**frame.context, **context, "library": LIBRARY.copy()}
         user_id = msg["userId"]
         if user_id is not None and type(user_id) is not str:
             msg["userId"] = str(user_id)
@@ -463,8 +472,8 @@ class Client:
             return True, msg
         if self._sync_uploader is not None:
             return self._send_now(self._sync_uploader, data, msg)
-        if not self._started:
-            self._start()
+        if not self._enlisted and not self._enlist():
+            return self._refuse_closed(msg)
         if self._spool is not None:
             try:
                 self._spool.add(data)
@@ -485,7 +494,37 @@ class Client:
                 [msg],
             )
             return False, msg
+        if not self._enlisted:  # join() or the exit hook ran between our check and our put
+            self._recheck_after_put()
         return True, msg
+
+    def _enlist(self) -> bool:
+        """Join the lifecycle registry (and start the consumers unless ``join()`` paused
+        them); False once the exit hook has run, when nothing would deliver."""
+        with self._lock:
+            if self._closed or not lifecycle.register(self):
+                self._closed = True
+                return False
+            if not self._paused:
+                self._start_consumers()
+            self._enlisted = True
+            return True
+
+    def _recheck_after_put(self) -> None:
+        """Our put raced ``join()`` or the exit hook. ``join()`` clears ``_enlisted`` before it
+        counts what is pending, and the exit hook before its sweep, so either they saw our
+        message or we see the flag: enlist again, or sweep and settle it ourselves."""
+        if not self._enlist():
+            self._settle(self.queue.take_all(), [])
+
+    def _refuse_closed(self, msg: Message) -> Result:
+        """After the exit hook has drained, nothing would deliver a queued message."""
+        self._reporter.report(
+            "shutdown",
+            MessageDropped("shutdown", "tracked after the interpreter-exit flush"),
+            [msg],
+        )
+        return False, msg
 
     def _replay(self, orphans: list[bytes]) -> None:
         """Queue what an earlier process left in the spool: at once as far as the queue has
@@ -553,19 +592,29 @@ class Client:
     def _start(self) -> None:
         """Start the consumer threads, replacing any stopped by ``join()`` or dead."""
         with self._lock:
-            if self.consumers is None:
-                return
-            for i, consumer in enumerate(self.consumers):
-                if consumer.ident is not None:
-                    if consumer.running and consumer.is_alive():
-                        continue
-                    consumer = self.consumers[i] = self._new_consumers(1)[0]
-                try:
-                    consumer.start()
-                except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
-                    self.log.warning("could not start a consumer thread: %s", e)
-            self._started = True
-            lifecycle.hold(self)
+            lifecycle.register(self)
+            self._paused = False
+            self._start_consumers()
+            self._enlisted = not self._closed
+
+    def _start_consumers(self) -> None:
+        """Under ``_lock``. A stopped consumer still in a request is kept in ``_retired`` until
+        it ends, so that the exit hook waits for its batch and settles it."""
+        if self.consumers is None:
+            return
+        self._retired = [c for c in self._retired if c.is_alive()]
+        for i, consumer in enumerate(self.consumers):
+            if consumer.running and consumer.is_alive():
+                continue
+            if not (consumer.running and consumer.ident is None):  # stopped by join(), or dead
+                if consumer.is_alive():
+                    self._retired.append(consumer)
+                consumer = self.consumers[i] = self._new_consumers(1)[0]
+            try:
+                consumer.start()
+            except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
+                self.log.warning("could not start a consumer thread: %s", e)
+        lifecycle.hold(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -612,7 +661,8 @@ class Client:
         """Ask every consumer thread to stop; return those that were started."""
         self._adopt_process()
         with self._lock:
-            consumers = list(self.consumers or [])
+            self._paused = True
+            consumers = [*(self.consumers or []), *self._retired]
         for consumer in consumers:
             consumer.pause()
         return [consumer for consumer in consumers if consumer.ident is not None]
@@ -620,9 +670,11 @@ class Client:
     def _joined(self) -> int:
         if self.oauth_manager is not None:
             self.oauth_manager.stop()
-        pending = self.queue.unfinished_tasks
-        if not pending:
-            lifecycle.release(self)
+        with self._lock:
+            self._enlisted = False  # before counting: see _recheck_after_put
+            pending = self.queue.unfinished_tasks
+            if not pending:
+                lifecycle.unregister(self)  # a later call enlists it again
         return pending
 
     def shutdown(self, timeout: float | None = None) -> int:
@@ -690,31 +742,42 @@ class Client:
         """Deliver what is pending within ``shutdown_timeout``; then spool or report the rest."""
         if self._pid != os.getpid():
             return  # forked without hooks and never used here: nothing of ours to flush
-        if not self.queue.unfinished_tasks:
+        if self.queue.unfinished_tasks:
+            deadline = time.monotonic() + self.shutdown_timeout
+            self.flush(self.shutdown_timeout)
+            self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
+        else:
             self.join(0)
-            return
-        deadline = time.monotonic() + self.shutdown_timeout
-        self.flush(self.shutdown_timeout)
-        self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
-        queued = self.queue.take_all()
-        leftovers = queued + [m for c in self.consumers or [] for m in c.in_flight]
-        if leftovers and self._spool is not None:
+        with self._lock:  # closed before the sweep: a put after it sees the flag, sweeps itself
+            self._closed = True
+            self._enlisted = False
+            consumers = [*(self.consumers or []), *self._retired]
+        in_flight = [m for c in consumers for m in c.in_flight]
+        self._settle(self.queue.take_all(), in_flight)
+
+    def _settle(self, queued: list[bytes], in_flight: list[bytes]) -> None:
+        """Account for what is left at exit: ``queued`` (taken off the queue) and the batches
+        stuck in a request: kept in the spool for the next run, or reported."""
+        leftovers = queued + in_flight
+        spool = self._spool
+        lost = leftovers if spool is None else spool.unspooled(leftovers)
+        if spool is not None and len(lost) < len(leftovers):
             self.log.warning(
                 "%d message(s) not delivered within shutdown_timeout=%ss kept in the spool %s "
                 "for the next run",
-                len(leftovers),
+                len(leftovers) - len(lost),
                 self.shutdown_timeout,
-                self._spool.path,
+                spool.path,
             )
-        elif leftovers:
+        if lost:  # no spool, or one that could not hold them (see docs/spool-faults.md)
             self._reporter.report(
                 "shutdown",
                 MessageDropped(
                     "shutdown",
-                    f"{len(leftovers)} message(s) not delivered within "
+                    f"{len(lost)} message(s) not delivered within "
                     f"shutdown_timeout={self.shutdown_timeout}s at interpreter exit",
                 ),
-                leftovers,
+                lost,
             )
         self.queue.task_done(len(queued))
 

@@ -71,7 +71,12 @@ class MessageQueue:
         self._promised = 0
         """Items a feeder has yet to ``put``: unfinished already, so ``join`` waits for them."""
         self._sleepers = 0
-        """Consumers waiting for items; a put wakes them only when this is not zero."""
+        """Consumers waiting for items (guarded by ``_lock``); a put that fills a batch wakes
+        them only when this is not zero."""
+        self._idle = False
+        """Set (under ``_lock``) by a consumer before it sleeps on an empty queue; the first put
+        to see it clears it under the lock and wakes the consumers. A flag rather than "my put
+        made the length 1": two racing first puts can both see a length of 2."""
         self._flushing = 0
         self._waiters: list[Callable[[], None]] = []
 
@@ -87,13 +92,19 @@ class MessageQueue:
 
     @property
     def unfinished_tasks(self) -> int:
-        """Items accepted but not yet finished: queued plus held by a consumer."""
-        return len(self._items) + self._held + self._promised
+        """Items accepted but not yet finished: queued plus held by a consumer. Read under the
+        lock: a consumer moves items from the deque to ``_held`` in two steps."""
+        with self._lock:
+            return self._unfinished()
 
     @property
     def accepted(self) -> int:
         """Items ever accepted: each is queued, held, or finished."""
-        return self._finished + self.unfinished_tasks
+        with self._lock:
+            return self._finished + self._unfinished()
+
+    def _unfinished(self) -> int:
+        return len(self._items) + self._held + self._promised
 
     def put_nowait(self, item: bytes) -> None:
         """Append ``item`` or raise ``queue.Full``; never waits for room, and below half full
@@ -102,15 +113,24 @@ class MessageQueue:
         if len(items) >= self.maxsize:
             raise queue.Full
         items.append(item)
+        # The append comes before this read, and a consumer raises ``_idle`` before it looks
+        # at the queue, so one of the two always sees the other.
+        if self._idle:
+            self._wake_idle()
+            return
         n = len(items)
-        # The append comes before this read, and a consumer counts itself asleep before it
-        # looks at the queue, so one of the two always sees the other.
         if self._sleepers:
-            if n == 1 or n >= self.batch_size:
+            if n >= self.batch_size:
                 with self._lock:
                     self._ready.notify_all()
         elif n >= self._half:
             self._yield_to_consumers(n)
+
+    def _wake_idle(self) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle = False
+                self._ready.notify_all()
 
     def _yield_to_consumers(self, n: int) -> None:
         """With ``n`` items queued (at least half) and no consumer waiting for items."""
@@ -152,6 +172,7 @@ class MessageQueue:
                     while not self._items:
                         if stop.is_set():
                             return []
+                        self._idle = True
                         self._ready.wait()
                     deadline = time.monotonic() + wait
                     while len(self._items) < max_items and not self._flushing:
@@ -187,9 +208,13 @@ class MessageQueue:
     def take_all(self) -> list[bytes]:
         """Remove every queued item (still unfinished) so it can be reported or spooled."""
         with self._lock:
-            batch = list(self._items)
-            self._items.clear()
-            self._held += len(batch)
+            # popleft one by one: a put that appends meanwhile (puts take no lock) stays
+            # queued, where a copy followed by clear() would wipe it.
+            items = self._items
+            batch = []
+            while items:
+                self._held += 1
+                batch.append(items.popleft())
             self._space.notify_all()
             return batch
 
@@ -216,13 +241,13 @@ class MessageQueue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item is finished; return False if ``timeout`` ran out first."""
         with self._lock:
-            return self._done.wait_for(lambda: not self.unfinished_tasks, timeout)
+            return self._done.wait_for(lambda: not self._unfinished(), timeout)
 
     def add_waiter(self, waiter: Callable[[], None]) -> bool:
         """Call ``waiter()`` once, on the finishing thread, when no item is left unfinished;
         return False (and never call it) if none is unfinished now. ``join`` for event loops."""
         with self._lock:
-            if not self.unfinished_tasks:
+            if not self._unfinished():
                 return False
             self._waiters.append(waiter)
             return True

@@ -30,7 +30,7 @@ def flush_after(client_of: Callable[[], Client | None], timeout: float) -> Calla
                 try:
                     return await func(*args, **kwargs)
                 finally:
-                    await _aflush(client_of(), timeout)
+                    await aflush_quietly(client_of(), timeout)
 
             return cast(F, run_async)
 
@@ -39,7 +39,7 @@ def flush_after(client_of: Callable[[], Client | None], timeout: float) -> Calla
             try:
                 return func(*args, **kwargs)
             finally:
-                _flush(client_of(), timeout)
+                flush_quietly(client_of(), timeout)
 
         return cast(F, run)
 
@@ -63,19 +63,31 @@ def _check_timeout(timeout: Any) -> None:
         raise ValueError(f"timeout must be a non-negative number of seconds, got: {timeout!r}")
 
 
-def _flush(client: Client | None, timeout: float) -> None:
+def client_or_default(client: Client | None) -> Client | None:
+    """``client``, else the module's default client if one was built (none is built here)."""
+    if client is not None:
+        return client
+    import segment_clone
+
+    return segment_clone.default_client
+
+
+def flush_quietly(client: Client | None, timeout: float) -> None:
+    """Flush within ``timeout``; a failure is logged, never raised (a handler's result, a
+    server's shutdown, must not depend on it)."""
     if client is None:
         return
     try:
         client.flush(timeout)  # a timeout is logged by flush itself
     except Exception:
-        log.exception("flush_after: the flush failed; the handler's result is returned as is")
+        log.exception("the flush failed; the caller goes on as if it had succeeded")
 
 
-async def _aflush(client: Client | None, timeout: float) -> None:
+async def aflush_quietly(client: Client | None, timeout: float) -> None:
+    """``flush_quietly`` for a running event loop."""
     if client is None:
         return
     try:
         await client.aflush(timeout)
     except Exception:
-        log.exception("flush_after: the flush failed; the handler's result is returned as is")
+        log.exception("the flush failed; the caller goes on as if it had succeeded")

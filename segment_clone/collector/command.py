@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -11,10 +13,17 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .faults import Faults, FaultSettings
+from .guard import is_loopback
 from .intake import PLAN_MODES
 from .oauth import DEFAULT_TOKEN_TTL, OAuthSettings
 from .plan import Plan, PlanError, load_plan
 from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
+
+WRITE_KEY_ENV = "SEGMENT_CLONE_WRITE_KEY"
+"""Write keys, comma-separated: an option's value is visible to every local user (``ps``)."""
+MIXPANEL_SECRET_ENV = "SEGMENT_CLONE_MIXPANEL_SECRET"
+TOKEN_ENV = "SEGMENT_CLONE_COLLECTOR_TOKEN"
+TOKEN_BYTES = 24
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY",
-        help="accept only this write key (repeatable); by default any key is accepted",
+        help="accept only this write key (repeatable; or $" + WRITE_KEY_ENV + ");"
+        " by default any key is accepted",
     )
+    add_access_arguments(parser)
     faults = parser.add_argument_group("fault injection (also settable with POST /api/faults)")
     faults.add_argument(
         "--fail-rate",
@@ -67,6 +78,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_oauth_arguments(parser)
     add_mixpanel_arguments(parser)
     add_plan_arguments(parser)
+
+
+def add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    access = parser.add_argument_group(
+        "access (see the collector's security page: Host and Origin checks, the token)"
+    )
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests that name the collector so (repeatable); loopback names"
+        " and IP addresses always work",
+    )
+    access.add_argument(
+        "--token",
+        type=_non_empty,
+        metavar="TOKEN",
+        help="the debugger (page and /api/*) needs this token (or $" + TOKEN_ENV + ");"
+        " generated when --host is not a loopback address",
+    )
+    access.add_argument(
+        "--no-token",
+        action="store_true",
+        help="no token even beyond loopback: anyone who can reach the port reads the events",
+    )
+
+
+def access_token(args: argparse.Namespace) -> str | None:
+    """The debugger's token: given, or generated for a non-loopback ``--host``; None with
+    ``--no-token`` (with a warning when that leaves the events open to the network)."""
+    given = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.no_token:
+        if not is_loopback(args.host):
+            print(
+                f"segment-clone collector: warning: --no-token on {args.host}: anyone who can"
+                " reach this port can read and delete the events",
+                file=sys.stderr,
+            )
+        return None
+    if given is None and not is_loopback(args.host):
+        return secrets.token_urlsafe(TOKEN_BYTES)
+    return given
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -132,8 +186,14 @@ def add_mixpanel_arguments(parser: argparse.ArgumentParser) -> None:
         type=_non_empty,
         metavar="SECRET",
         help="/import accepts only HTTP Basic auth carrying this project secret"
-        " (as the user name, or as a service account's password); by default anyone",
+        " (as the user name, or as a service account's password; or $"
+        + MIXPANEL_SECRET_ENV
+        + "); by default anyone",
     )
+
+
+def _from_env(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
 
 
 def _non_empty(text: str) -> str:
@@ -148,6 +208,9 @@ def run(args: argparse.Namespace) -> int:
         settings = FaultSettings(args.fail_rate, args.fail_status, args.retry_after, args.delay_ms)
         oauth = oauth_settings(args)
         plan = tracking_plan(args)
+        write_keys = args.write_key or _from_env(WRITE_KEY_ENV)
+        mixpanel_secret = args.mixpanel_secret or os.environ.get(MIXPANEL_SECRET_ENV) or None
+        token = access_token(args)
     except ValueError as e:  # PlanError too
         print(f"segment-clone collector: {e}", file=sys.stderr)
         return 2
@@ -156,12 +219,14 @@ def run(args: argparse.Namespace) -> int:
             args.db,
             args.host,
             args.port,
-            args.write_key,
+            write_keys,
             Faults(settings),
             oauth=oauth,
-            mixpanel_secret=args.mixpanel_secret,
+            mixpanel_secret=mixpanel_secret,
             plan=plan,
             plan_mode=args.plan_mode,
+            allowed_hosts=args.allowed_host,
+            token=token,
         )
     except OSError as e:
         print(
@@ -182,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         collector.start()
         print(f"listening on {collector.url}", flush=True)
+        if token is not None:
+            print(f"debugger: {collector.url}/?token={token}", flush=True)
         stop.wait()
     finally:
         collector.close()

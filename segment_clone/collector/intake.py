@@ -27,6 +27,9 @@ PLAN_MODES = ("flag", "block")
 Parsed = list[tuple[Row, Mapping[str, Any]]]
 """A request's rows, each with the message it was made from."""
 Parser = Callable[[Request], Parsed]
+Answer = Callable[[Parsed], Response]
+"""The answer to a request whose rows were stored, made from them (Mixpanel's ``strict=1``
+counts the records it imported)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class Intake:
         path: str,
         api: EventAPI,
         parse: Parser,
-        answer: bytes = b'{"success":true}',
+        answer: bytes | Answer = b'{"success":true}',
         max_body: int | None = None,
         error: ErrorBody = Response.error,
     ) -> Route:
@@ -65,17 +68,22 @@ class Intake:
             path,
             partial(self.accept, api, parse, answer),
             ingest=True,
+            public=True,
             max_body=max_body,
             error=error,
             refused=partial(self.refused, api, parse),
         )
 
-    def accept(self, api: EventAPI, parse: Parser, answer: bytes, request: Request) -> Response:
+    def accept(
+        self, api: EventAPI, parse: Parser, answer: bytes | Answer, request: Request
+    ) -> Response:
         parsed = parse(request)
         rows = self.checked(api, parsed) if self.plan is not None else [r for r, _ in parsed]
-        delivery = _delivery(api, request.path, request.headers, 200, len(rows), request.fault)
+        response = Response(body=answer) if isinstance(answer, bytes) else answer(parsed)
+        status = response.status
+        delivery = _delivery(api, request.path, request.headers, status, len(rows), request.fault)
         self.store.add(api.source, rows, delivery)
-        return Response(body=answer)
+        return response
 
     def checked(self, api: EventAPI, parsed: Parsed) -> list[Row]:
         """The rows with their violations; in block mode, a 400 listing them if there are any."""

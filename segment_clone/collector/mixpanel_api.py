@@ -7,6 +7,11 @@ answer is always the ``verbose=1`` JSON, ``{"status": 1, "error": null}``, or
 ``{"status": 0, "error": "..."}`` with a 4xx status; injected faults are worded the same way.
 As on the Segment routes, a request is validated whole before anything of it is stored, and
 storing it is the ``Intake``'s job.
+
+``/import?strict=1`` answers as Mixpanel does: each record is validated on its own, the valid
+ones are stored, and the answer counts them (``{"code": 200, "num_records_imported": N,
+"status": "OK"}``), or is a 400 whose ``failed_records`` list the others, each with its
+``index``, ``$insert_id``, ``field`` and ``message``.
 """
 
 from __future__ import annotations
@@ -54,12 +59,38 @@ def routes(intake: Intake, secret: ProjectSecret | None = None) -> list[Route]:
             f"/{name}",
             EVENTS,
             partial(api.parse, name, to_row),
-            answer=OK,
+            answer=answer,
             max_body=MAX_BODY_BYTES,
             error=error_response,
         )
         for name, to_row in rows.items()
     ]
+
+
+class StrictParsed(list[tuple[Row, Any]]):
+    """The valid records of a ``strict=1`` import, and the failed records of the others."""
+
+    def __init__(self, valid: Parsed, failed: list[dict[str, Any]]) -> None:
+        super().__init__(valid)
+        self.failed = failed
+
+
+def answer(parsed: Parsed) -> Response:
+    """``verbose=1``'s answer, or for ``strict=1`` Mixpanel's import answer."""
+    if not isinstance(parsed, StrictParsed):
+        return Response(body=OK)
+    if not parsed.failed:
+        return Response.json({"code": 200, "num_records_imported": len(parsed), "status": "OK"})
+    return Response.json(
+        {
+            "code": 400,
+            "error": "some data points in the request failed validation",
+            "failed_records": parsed.failed,
+            "num_records_imported": len(parsed),
+            "status": "Bad Request",
+        },
+        400,
+    )
 
 
 def error_response(err: HTTPError) -> Response:
@@ -102,7 +133,29 @@ class MixpanelAPI:
             raise HTTPError(
                 413, "payload_too_large", f"{len(records)} records, over the limit of {MAX_RECORDS}"
             )
+        if name == "import" and request.query.get("strict") == "1":
+            return strict(to_row, records)
         return [(to_row(record, f"record {i}"), record) for i, record in enumerate(records)]
+
+
+def strict(to_row: Callable[[Any, str], Row], records: list[Any]) -> StrictParsed:
+    """Each record validated on its own: the valid ones, and a failed record for each other."""
+    valid: Parsed = []
+    failed: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        try:
+            valid.append((to_row(record, f"record {i}"), record))
+        except HTTPError as e:
+            failed.append(_failed_record(i, record, e.message))
+    return StrictParsed(valid, failed)
+
+
+def _failed_record(index: int, record: Any, message: str) -> dict[str, Any]:
+    """Mixpanel's entry for a refused record; ``field`` is the first one the message names."""
+    props = record.get("properties") if isinstance(record, dict) else None
+    insert_id = props.get("$insert_id") if isinstance(props, dict) else None
+    field = next((f for f in ("properties", "event") if f"'{f}'" in message), None)
+    return {"index": index, "$insert_id": insert_id, "field": field, "message": message}
 
 
 def parse_records(request: Request) -> list[Any]:

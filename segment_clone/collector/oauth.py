@@ -236,7 +236,8 @@ class TokenEndpoint:
 
     def routes(self) -> list[Route]:
         return [
-            Route("POST", "/token", self.token, ingest=True),  # fault injection applies
+            # SDK-facing (public), and subject to fault injection (ingest)
+            Route("POST", "/token", self.token, ingest=True, public=True),
             Route("GET", "/api/oauth", self.inspect),
             Route("POST", "/api/oauth/revoke", self.revoke),
         ]

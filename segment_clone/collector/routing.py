@@ -94,6 +94,10 @@ class Route:
     handler: Handler
     ingest: bool = False
     """Ingestion routes are subject to fault injection; inspection routes never are."""
+    public: bool = False
+    """Called by SDKs and web pages of any origin (ingestion, ``/token``, feature flags): CORS
+    allowed and no access token. Every other route is the debugger's, for its own page and
+    for scripts only (see ``guard``)."""
     max_body: int | None = None
     """Bytes a request body may have, after gzip; None means ``limits.MAX_BODY_BYTES``."""
     error: ErrorBody = Response.error

@@ -27,6 +27,7 @@ from ..version import VERSION
 from . import inspection, mixpanel_api, segment_api
 from .auth import WriteKeyAuth
 from .faults import Decision, Faults
+from .guard import Guard
 from .intake import Intake
 from .limits import MAX_BODY_BYTES, read_body
 from .live import Changes
@@ -51,35 +52,52 @@ class CollectorHandler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT
     server: CollectorServer
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
+    def __getattr__(self, name: str) -> Any:
+        """Every method goes through the router, which answers an unknown one with 405 (rather
+        than ``http.server``'s 501)."""
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
 
     def _dispatch(self) -> None:
         path, _, query = self.path.partition("?")
-        router = self.server.router
-        route = router.find(self.command, path)
+        server = self.server
+        method = self.command
+        route = server.router.find(method, path)
+        if method == "OPTIONS":  # a CORS preflight asks about the method to come
+            asked = self.headers.get("Access-Control-Request-Method") or "POST"
+            route = server.router.find(asked, path)
+        public = route is not None and route.public
         error = Response.error if route is None else route.error
         limit = MAX_BODY_BYTES if route is None or route.max_body is None else route.max_body
         request, decision = None, None
         try:
-            body = read_body(self.rfile, self.headers, limit)  # even for a 404: stay in step
-            request = Request(self.command, path, Request.parse_query(query), self.headers, body)
-            route = route or router.match(self.command, path)
-            decision = self.server.faults.decide() if route.ingest else None
-            response = self._handle(route, request, decision)
+            server.guard.check_host(self.headers)
+            request = Request(method, path, Request.parse_query(query), self.headers, b"")
+            request.body = read_body(self.rfile, self.headers, limit)  # even for a 404
+            if route is not None and method == "OPTIONS" and public:
+                server.guard.check(method, path, public, request)
+                response = server.guard.preflight(route, self.headers)
+            else:
+                route = server.router.match(method, path)
+                server.guard.check(method, path, public, request)
+                redirect = server.guard.token_redirect(request)
+                decision = server.faults.decide() if route.ingest else None
+                response = redirect or self._handle(route, request, decision)
         except HTTPError as e:
             if e.close:
                 self.close_connection = True
             response = error(e)
         except Exception:
-            log.exception("error handling %s %s", self.command, path)
+            log.exception("error handling %s %s", method, path)
             response = error(HTTPError(500, "internal", "internal error"))
         if route is not None and route.refused is not None and response.status >= 300:
             fault = None if decision is None else decision.describe()
-            route.refused(path, request, self.headers, response.status, fault)
+            try:
+                route.refused(path, request, self.headers, response.status, fault)
+            except Exception:
+                log.exception("error logging the refusal of %s %s", method, path)
+        server.guard.finish(response, public, self.headers.get("Origin"))
         if decision is not None and decision.delay:
             time.sleep(decision.delay)
         try:
@@ -113,7 +131,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         if response.stream is None:
-            self.wfile.write(response.body)
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
             return
         try:
             for chunk in response.stream:
@@ -153,9 +172,12 @@ class CollectorServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], router: Router, faults: Faults) -> None:
+    def __init__(
+        self, address: tuple[str, int], router: Router, faults: Faults, guard: Guard
+    ) -> None:
         self.router = router
         self.faults = faults
+        self.guard = guard
         self._conn_lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
         super().__init__(address, CollectorHandler)
@@ -189,7 +211,9 @@ class Collector:
     (``mixpanel_secret``: the project secret ``/import`` asks for, none if None). With a
     tracking ``plan`` (see ``plan.load_plan``) each message is checked on arrival: in
     ``plan_mode="flag"`` it is stored with its violations, in ``"block"`` a request with any
-    is refused with 400.
+    is refused with 400. A request must name the collector by a loopback name, an IP address,
+    the bound ``host`` or one of ``allowed_hosts``; with a ``token`` the debugger (page and
+    API, not ingestion) needs it too (see ``guard``).
 
     The socket is bound on construction (``port=0`` picks a free port, see ``url``); serve with
     ``serve_forever()`` or in a background thread with ``start()``; ``close()`` stops serving,
@@ -208,7 +232,10 @@ class Collector:
         mixpanel_secret: str | None = None,
         plan: Plan | None = None,
         plan_mode: str = "flag",
+        allowed_hosts: Iterable[str] = (),
+        token: str | None = None,
     ) -> None:
+        guard = Guard(host, allowed_hosts, token)
         mixpanel_guard = mixpanel_api.ProjectSecret(mixpanel_secret)  # checked before opening
         self.db_path = Path(db_path)
         self.changes = Changes()
@@ -232,7 +259,7 @@ class Collector:
             ]
         )
         try:
-            self.server = CollectorServer((host, port), self.router, self.faults)
+            self.server = CollectorServer((host, port), self.router, self.faults, guard)
         except BaseException:
             self.store.close()
             raise

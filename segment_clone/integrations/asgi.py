@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..scopes import Scope
+from ..serverless import aflush_quietly, client_or_default
 from .http import HEADERS, TrustedProxies, UserIdOf, request_scope
 
 if TYPE_CHECKING:
@@ -113,18 +114,10 @@ class SegmentMiddleware:
 
     async def _flush(self, shutdown_at: float) -> None:
         """Flush the client within its ``shutdown_timeout``, counted from ``shutdown_at``."""
-        client = self.client
-        if client is None:
-            import segment_clone
-
-            client = segment_clone.default_client
-        if client is None:
-            return
-        remaining = client.shutdown_timeout - (time.monotonic() - shutdown_at)
-        try:
-            await client.aflush(max(0.0, remaining))
-        except Exception:
-            log.exception("the flush at lifespan.shutdown failed")
+        client = client_or_default(self.client)
+        if client is not None:
+            remaining = client.shutdown_timeout - (time.monotonic() - shutdown_at)
+            await aflush_quietly(client, max(0.0, remaining))
 
 
 def _request_facts(scope: MutableMapping[str, Any]) -> dict[str, Any]:

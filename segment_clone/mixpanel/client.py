@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from functools import partial
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..hooks import BeforeSendOption, hook_chain, run_hooks
 from ..stats import DropReporter, Stats
@@ -20,8 +20,13 @@ from .async_consumer import AsyncBufferedConsumer
 from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelException
+from .flags.types import LocalFlagsConfig, RemoteFlagsConfig
 from .serialization import DatetimeSerializer, json_dumps
 from .version import VERSION
+
+if TYPE_CHECKING:
+    from .flags.local_feature_flags import LocalFeatureFlagsProvider
+    from .flags.remote_feature_flags import RemoteFeatureFlagsProvider
 
 logger = logging.getLogger("mixpanel")
 
@@ -52,7 +57,11 @@ class Mixpanel:
     ``AsyncBufferedConsumer`` for delivery that never blocks the caller. ``alias()`` posts
     through its own fresh ``Consumer()`` to ``api.mixpanel.com``, as upstream; with
     ``alias_uses_consumer=True`` it goes through ``consumer`` (and so its host, e.g. EU or IN
-    residency) instead. Feature flags are not supported: passing a flags config raises.
+    residency) instead.
+
+    ``local_flags_config``/``remote_flags_config`` turn on Mixpanel's feature flags
+    (``mp.local_flags``, ``mp.remote_flags``; they need ``pip install 'segment-clone[flags]'``).
+    Their exposure events go through ``track``, so through ``consumer`` and ``before_send``.
 
     ``before_send`` takes the same hooks as ``segment_clone.Client``; they see each message as
     a dict before it is handed to the consumer. Their drops are counted in an
@@ -65,15 +74,13 @@ class Mixpanel:
         token: str,
         consumer: EventSender | None = None,
         serializer: type[json.JSONEncoder] = DatetimeSerializer,
-        local_flags_config: object = None,
-        remote_flags_config: object = None,
+        local_flags_config: LocalFlagsConfig | None = None,
+        remote_flags_config: RemoteFlagsConfig | None = None,
         credentials: ServiceAccountCredentials | None = None,
         *,
         alias_uses_consumer: bool = False,
         before_send: BeforeSendOption = None,
     ) -> None:
-        if local_flags_config is not None or remote_flags_config is not None:
-            raise MixpanelException("feature flags are not supported by segment_clone.mixpanel")
         if consumer and credentials is not None:
             logger.warning(
                 "credentials are ignored when a custom consumer is provided; "
@@ -86,6 +93,18 @@ class Mixpanel:
         self._alias_uses_consumer = alias_uses_consumer
         self._before_send = hook_chain(before_send)
         self._log_drops = DropReporter(Stats(), None, logger)
+        self._local_flags_provider: LocalFeatureFlagsProvider | None = None
+        self._remote_flags_provider: RemoteFeatureFlagsProvider | None = None
+        if local_flags_config or remote_flags_config:
+            local_cls, remote_cls = _flag_providers()
+            if local_flags_config:
+                self._local_flags_provider = local_cls(
+                    token, local_flags_config, VERSION, self.track, credentials
+                )
+            if remote_flags_config:
+                self._remote_flags_provider = remote_cls(
+                    token, remote_flags_config, VERSION, self.track, credentials
+                )
 
     def _now(self) -> float:
         return time.time()
@@ -244,29 +263,43 @@ class Mixpanel:
         """Send a raw group update (endpoint ``groups``) with ``$token`` and ``$time`` added."""
         self._send("groups", self._profile(message, meta))
 
-    # -- feature flags (not supported) and 5.x context-manager hooks ---------------------------
+    # -- feature flags and 5.x context-manager hooks -------------------------------------------
 
     @property
-    def local_flags(self) -> Any:
-        raise MixpanelException(
-            "No local flags provider initialized. Pass local_flags_config to constructor."
-        )
+    def local_flags(self) -> LocalFeatureFlagsProvider:
+        """The local flags provider; raises ``MixpanelException`` without ``local_flags_config``."""
+        if self._local_flags_provider is None:
+            raise MixpanelException(
+                "No local flags provider initialized. Pass local_flags_config to constructor."
+            )
+        return self._local_flags_provider
 
     @property
-    def remote_flags(self) -> Any:
-        raise MixpanelException("No remote_flags_config was passed to the constructor")
+    def remote_flags(self) -> RemoteFeatureFlagsProvider:
+        """The remote flags provider; raises ``MixpanelException`` without
+        ``remote_flags_config``."""
+        if self._remote_flags_provider is None:
+            raise MixpanelException("No remote_flags_config was passed to the constructor")
+        return self._remote_flags_provider
 
     def __enter__(self) -> Mixpanel:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """Like upstream, leaving the block does not flush the consumer."""
+        """Stops flag polling and closes the flag providers; like upstream, leaving the block
+        does not flush the consumer."""
+        for provider in (self._local_flags_provider, self._remote_flags_provider):
+            if provider is not None:
+                provider.__exit__(*exc_info)
 
     async def __aenter__(self) -> Mixpanel:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        """Like upstream, leaving the block does not flush the consumer."""
+        """``__exit__`` for ``async with``."""
+        for provider in (self._local_flags_provider, self._remote_flags_provider):
+            if provider is not None:
+                await provider.__aexit__(*exc_info)
 
     # -- building -----------------------------------------------------------------------------
 
@@ -342,6 +375,23 @@ class Mixpanel:
         if isinstance(consumer, AsyncBufferedConsumer):
             return consumer._reporter  # counted in its stats() and passed to its on_error
         return self._log_drops
+
+
+FLAGS_EXTRA_MISSING = (
+    "feature flags need the 'flags' extra (httpx): pip install 'segment-clone[flags]'"
+)
+
+
+def _flag_providers() -> tuple[type[LocalFeatureFlagsProvider], type[RemoteFeatureFlagsProvider]]:
+    """The provider classes, imported only when flags are configured: httpx is an extra."""
+    try:
+        from .flags.local_feature_flags import LocalFeatureFlagsProvider
+        from .flags.remote_feature_flags import RemoteFeatureFlagsProvider
+    except ImportError as error:
+        if error.name != "httpx":
+            raise
+        raise MixpanelException(FLAGS_EXTRA_MISSING) from error
+    return LocalFeatureFlagsProvider, RemoteFeatureFlagsProvider
 
 
 def _check(endpoint: str, message: Properties) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import socket
@@ -12,7 +13,7 @@ from typing import Any, Callable
 import pytest
 
 from segment_clone import cli
-from segment_clone.collector import Collector
+from segment_clone.collector import Collector, command
 from segment_clone.collector.plan import parse_plan
 
 from ..api import call, get, post, track
@@ -454,3 +455,45 @@ def test_events_follow_tails_a_collector_until_ctrl_c(collector: Collector) -> N
             follower.kill()
             follower.communicate()
     assert (follower.returncode, out, err) == (0, "", "")
+
+
+# -- access: secrets from the environment, the debugger's token ------------------------------
+
+
+def test_secrets_and_the_token_can_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEGMENT_CLONE_WRITE_KEY", "k1, k2")
+    monkeypatch.setenv("SEGMENT_CLONE_MIXPANEL_SECRET", "mp-secret")
+    monkeypatch.setenv("SEGMENT_CLONE_COLLECTOR_TOKEN", "tok-from-env")
+    with collector_process("--db", str(tmp_path / "e.db")) as running:
+        assert running.proc.stdout is not None
+        assert running.proc.stdout.readline() == f"debugger: {running.url}/?token=tok-from-env\n"
+        assert call(running.url, "GET", "/api/stats").status == 401
+        assert call(running.url, "GET", "/api/stats?token=tok-from-env").status == 200
+        assert post(running.url, "/v1/batch", {"batch": [track()], "writeKey": "k3"}).status == 401
+        assert post(running.url, "/v1/batch", {"batch": [track()], "writeKey": "k2"}).status == 200
+        record = mixpanel_event("Imported", {}, "i1")
+        assert post(running.url, "/import", [record]).status == 401
+        assert running.stop()[0] == 0
+
+
+def access(*argv: str) -> str | None:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.access_token(parser.parse_args(argv))
+
+
+def test_beyond_loopback_a_token_is_generated_unless_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SEGMENT_CLONE_COLLECTOR_TOKEN", raising=False)
+    assert access() is None
+    assert access("--host", "::1") is None
+    generated = access("--host", "0.0.0.0")
+    assert generated is not None and len(generated) >= 32
+    assert access("--host", "0.0.0.0") != generated
+    assert access("--host", "192.168.1.20", "--token", "mine") == "mine"
+    assert capsys.readouterr().err == ""
+    assert access("--host", "0.0.0.0", "--no-token") is None
+    assert "anyone who can reach this port" in capsys.readouterr().err

@@ -91,4 +91,6 @@ def test_a_delayed_answer_comes_after_the_messages_are_stored(collector: Collect
 
 
 def test_the_faults_endpoint_needs_json(collector: Collector) -> None:
-    assert call(collector.url, "POST", "/api/faults", b"fail_rate=1").status == 400
+    json_type = {"Content-Type": "application/json"}
+    assert call(collector.url, "POST", "/api/faults", b"fail_rate=1").status == 403
+    assert call(collector.url, "POST", "/api/faults", b"fail_rate=1", json_type).status == 400

@@ -340,7 +340,7 @@ def test_an_expired_unknown_or_revoked_token_gets_401_on_the_api(
     assert expired.json() == {"code": "unauthorized", "message": "invalid or expired access token"}
     assert batch(url, "made-up").status == 401
     token = fresh_token()
-    assert call(url, "POST", "/api/oauth/revoke").json() == {"revoked": 1}
+    assert post(url, "/api/oauth/revoke", {}).json() == {"revoked": 1}
     assert batch(url, token).status == 401
     assert len(oauth_collector.events()) == 1
     assert oauth_collector.oauth is not None
