@@ -11,7 +11,7 @@ from segment_clone.compat import LIBRARY
 from segment_clone.mixpanel import AsyncBufferedConsumer, Consumer, Mixpanel
 
 from ..server import ScriptedServer
-from .conftest import delivered, form
+from .conftest import delivered
 
 MakeAsync = Callable[..., AsyncBufferedConsumer]
 
@@ -42,6 +42,6 @@ def test_lanes_send_and_measure_escaped_json(
     consumer = make_async()
     consumer.send("events", '{"event":"\u4e2d\U0001f600","properties":{"token":"t"}}')
     assert consumer.flush(timeout=10) == 0
-    sent = form(mp_server.requests[0])["data"]
-    assert sent == '[{"event":"\\u4e2d\\ud83d\\ude00","properties":{"token":"t"}}]'
+    sent = mp_server.requests[0].body
+    assert sent == b'[{"event":"\\u4e2d\\ud83d\\ude00","properties":{"token":"t"}}]'
     assert json.loads(sent)[0]["event"] == "\u4e2d\U0001f600"
