@@ -66,11 +66,13 @@ class Frame:
         return self.user_id
 
     def has_identity(self) -> bool:
-        self.resolve()
+        if self._resolver is not None:
+            self.resolve()
         return self.user_id is not None or self.anonymous_id is not None
 
-    def apply(self, msg: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        """Fill ``msg`` from the scope; returns the merged context (the call's keys win).
+    def apply(self, msg: dict[str, Any]) -> None:
+        """Fill ``msg``'s ids, ``properties`` and ``integrations`` from the scope (the call's
+        keys win); the caller merges ``context`` while it adds the library.
 
         A call that names no identity takes the scope's. A call that names one keeps only what
         it names, so an event about another user never carries this request's anonymous id;
@@ -94,7 +96,6 @@ class Frame:
             msg["properties"] = {**self.properties, **msg["properties"]}
         if self.integrations:
             msg["integrations"] = {**self.integrations, **msg["integrations"]}
-        return {**self.context, **context} if self.context else context
 
 
 _CURRENT: ContextVar[Frame | None] = ContextVar("segment_clone_scope", default=None)

@@ -159,3 +159,22 @@ def test_a_failing_startup_is_reported_not_hidden(patient_client: Client) -> Non
     app = SegmentMiddleware(Starlette(lifespan=lifespan), client=patient_client)
     with pytest.raises(RuntimeError, match="no database"), TestClient(app):
         pass
+
+
+def test_fastapi_add_middleware_takes_part_in_the_lifespan(
+    patient_client: Client, collector: Collector
+) -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.add_middleware(SegmentMiddleware, client=patient_client, user_id=lambda scope: "u1")
+
+    @app.post("/order")
+    async def order() -> dict[str, bool]:
+        return {"ok": patient_client.track(event="Ordered")[0]}
+
+    with TestClient(app) as http:
+        assert http.post("/order").json() == {"ok": True}
+        assert collector.events() == []
+    [event] = collector.events(event="Ordered")
+    assert event["userId"] == "u1"
