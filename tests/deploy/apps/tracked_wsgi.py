@@ -32,12 +32,17 @@ def _append(variable: str, line: str) -> None:
         os.close(fd)
 
 
+def record(message: dict[str, Any]) -> str:
+    """Record that this process accepted ``message``; its messageId."""
+    _append("DEPLOY_ACCEPTED", f"{os.getpid()} {message['messageId']}")
+    return str(message["messageId"])
+
+
 def track(event: str) -> str:
     """Track ``event`` from this process; record and return its messageId."""
     ok, message = analytics.track("deploy-user", event, {"pid": os.getpid()})
     assert ok, message
-    _append("DEPLOY_ACCEPTED", f"{os.getpid()} {message['messageId']}")
-    return str(message["messageId"])
+    return record(message)
 
 
 atexit.register(lambda: _append("DEPLOY_EXITED", str(os.getpid())))
