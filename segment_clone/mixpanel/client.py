@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..hooks import BeforeSendOption, hook_chain, run_hooks
 from ..stats import DropReporter, Stats
-from ..version import VERSION
 from .async_consumer import AsyncBufferedConsumer
 from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelException
 from .flags.types import LocalFlagsConfig, RemoteFlagsConfig
 from .serialization import DatetimeSerializer, json_dumps
+from .version import VERSION
 
 if TYPE_CHECKING:
     from .flags.local_feature_flags import LocalFeatureFlagsProvider
