@@ -4,8 +4,9 @@ Every messageId that ``track()`` accepted is appended, with the pid that accepte
 file ``$DEPLOY_ACCEPTED``, so the test knows what is owed without trusting any reply. One event
 is tracked when the module is imported: under ``--preload`` that is the server's master, before
 it forks its workers. Each process appends its pid to ``$DEPLOY_EXITED`` when its exit hooks
-are done: registered before the SDK's, the hook runs after it, so a process killed while the
-SDK was still stopping never writes it.
+are done: registered before segment_clone is imported, and so before any hook of the SDK, the
+hook runs after them (``atexit`` runs the last registered first), so a process killed while
+the SDK was still stopping never writes it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,6 @@ import os
 from collections.abc import Iterable
 from typing import Any, Callable
 
-import segment_clone as analytics
-
-analytics.write_key = "deploy-test"
-analytics.host = os.environ["SEGMENT_HOST"]
-analytics.upload_interval = 3600.0  # nothing leaves on its own: only the shutdown delivers
-
 
 def _append(variable: str, line: str) -> None:
     """One ``O_APPEND`` write per line: lines from concurrent processes never interleave."""
@@ -30,6 +25,15 @@ def _append(variable: str, line: str) -> None:
         os.write(fd, f"{line}\n".encode())
     finally:
         os.close(fd)
+
+
+atexit.register(lambda: _append("DEPLOY_EXITED", str(os.getpid())))
+
+import segment_clone as analytics  # noqa: E402 (after the exit hook above, on purpose)
+
+analytics.write_key = "deploy-test"
+analytics.host = os.environ["SEGMENT_HOST"]
+analytics.upload_interval = 3600.0  # nothing leaves on its own: only the shutdown delivers
 
 
 def record(message: dict[str, Any]) -> str:
@@ -45,7 +49,6 @@ def track(event: str) -> str:
     return record(message)
 
 
-atexit.register(lambda: _append("DEPLOY_EXITED", str(os.getpid())))
 track("App Loaded")
 
 
