@@ -759,23 +759,25 @@ class Client:
         """Account for what is left at exit: ``queued`` (taken off the queue) and the batches
         stuck in a request: kept in the spool for the next run, or reported."""
         leftovers = queued + in_flight
-        if leftovers and self._spool is not None:
+        spool = self._spool
+        lost = leftovers if spool is None else spool.unspooled(leftovers)
+        if spool is not None and len(lost) < len(leftovers):
             self.log.warning(
                 "%d message(s) not delivered within shutdown_timeout=%ss kept in the spool %s "
                 "for the next run",
-                len(leftovers),
+                len(leftovers) - len(lost),
                 self.shutdown_timeout,
-                self._spool.path,
+                spool.path,
             )
-        elif leftovers:
+        if lost:  # no spool, or one that could not hold them (see docs/spool-faults.md)
             self._reporter.report(
                 "shutdown",
                 MessageDropped(
                     "shutdown",
-                    f"{len(leftovers)} message(s) not delivered within "
+                    f"{len(lost)} message(s) not delivered within "
                     f"shutdown_timeout={self.shutdown_timeout}s at interpreter exit",
                 ),
-                leftovers,
+                lost,
             )
         self.queue.task_done(len(queued))
 

@@ -7,6 +7,7 @@ is the fault that makes ``mkdir`` fail for every user."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -204,3 +205,113 @@ def test_a_signal_handler_may_add_while_its_thread_is_inside_add(tmp_path: Path)
     result = run_script(SIGNAL_INSIDE_ADD, str(spool), timeout=10)
     assert result.returncode == 0, result.stderr
     assert Spool(spool).adopt_orphans() == [b"a" * 3000, b"b" * 3000, b"from the handler"]
+
+
+MEMORY_AT_EXIT = """
+import shutil, sys
+from pathlib import Path
+from segment_clone import Client
+spool = Path(sys.argv[2])
+def on_error(exc, batch):
+    print("reported", getattr(exc, "reason", type(exc).__name__), *[m["event"] for m in batch])
+client = Client(
+    "wk", host=sys.argv[1], spool_path=str(spool), upload_interval=30, max_retries=0,
+    shutdown_timeout=0.5, on_error=on_error,
+)
+client.track("u", "first")
+shutil.rmtree(spool)
+spool.write_bytes(b"not a directory")
+assert client.flush(timeout=10) == 0  # its acknowledgement finds no directory: memory only
+client.track("u", "second")  # held by the server past shutdown_timeout
+"""
+
+
+def test_at_exit_messages_the_spool_does_not_hold_are_reported(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """Not "kept in the spool": a spool that keeps to memory holds nothing for the next run."""
+    held = threading.Event()
+    server.script(Reply(503), Reply(hold=held))
+    try:
+        result = run_script(MEMORY_AT_EXIT, server.url, str(tmp_path / "events.spool"))
+    finally:
+        held.set()
+    assert result.returncode == 0, result.stderr
+    assert "reported shutdown second" in result.stdout.splitlines()
+    assert "kept in the spool" not in result.stderr
+
+
+STRESS = """
+import json, os, resource, shutil, sys, threading
+from pathlib import Path
+from segment_clone import Client
+from segment_clone import spool as spool_module
+sys.setswitchinterval(1e-6)  # a thread switch at almost every bytecode
+spool_module.SEGMENT_BYTES = 1 << 14  # segments start (and can fail) while the threads track
+host, path, fault = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+accepted, reported = [], []
+def on_error(exc, batch):
+    with lock:
+        reported.extend(m["messageId"] for m in batch)
+client = Client("wk", host=host, spool_path=str(path), upload_size=20, on_error=on_error)
+halfway = threading.Barrier(5, timeout=60)
+def produce(n):
+    mine = []
+    for i in range(200):
+        if i == 100:
+            halfway.wait()
+        ok, msg = client.track("u", "stress", {"n": n, "i": i})
+        if ok:
+            mine.append(msg["messageId"])
+    with lock:
+        accepted.extend(mine)
+threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+for t in threads:
+    t.start()
+halfway.wait()  # every producer is halfway: the fault strikes now
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if fault != "RLIMIT_NOFILE":  # as a cleaner would: the client may be writing to it meanwhile
+    replacement = path.with_name("replacement")
+    replacement.write_bytes(b"not a directory")
+    for attempt in range(1000):
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            if fault == "replaced by a file":
+                os.rename(replacement, path)
+            elif path.exists():
+                continue  # a file was written meanwhile
+            break
+        except OSError:  # made again in between
+            continue
+    else:
+        sys.exit("the fault did not strike")
+if fault == "RLIMIT_NOFILE":
+    lowest = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+for t in threads:
+    t.join(60)
+resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+pending = client.flush(timeout=60)
+with lock:
+    print(json.dumps({"pending": pending, "accepted": accepted, "reported": reported}))
+"""
+
+
+@pytest.mark.parametrize("fault", ["removed", "replaced by a file", "RLIMIT_NOFILE"])
+def test_stress_every_accepted_message_is_delivered_or_reported_under_a_spool_fault(
+    server: ScriptedServer, tmp_path: Path, fault: str
+) -> None:
+    """Four threads track while the fault strikes, switching threads every microsecond."""
+    spool = tmp_path / "events.spool"
+    result = run_script(STRESS, server.url, str(spool), fault, timeout=120)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    assert outcome["pending"] == 0
+    delivered = {m["messageId"] for m in server.acknowledged()}
+    missing = set(outcome["accepted"]) - delivered - set(outcome["reported"])
+    assert not missing, f"{len(missing)} accepted messages neither delivered nor reported"
+    assert len(outcome["accepted"]) > 400  # the fault refused few, if any
+    if fault != "replaced by a file":
+        assert Spool(spool).adopt_orphans() == []  # and every acknowledgement is on disk

@@ -26,6 +26,8 @@ MAX_PAGE_SIZE = 500
 DEFAULT_WAIT_TIMEOUT = 10.0
 MAX_WAIT_TIMEOUT = 300.0
 SOURCES = ("segment", "mixpanel")
+MAX_INTEGER = 2**62
+"""The largest integer parameter (``limit``, ``id``, ``after``...): SQLite's are 64-bit."""
 
 
 class Inspected(Protocol):
@@ -178,11 +180,13 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 def _number(params: dict[str, str], name: str, kind: type, low: float, high: float | None) -> Any:
     """Parameter ``name`` as an int or float within ``[low, high]``, None if absent or blank."""
     text = params.get(name, "")
+    if high is None and kind is int:
+        high = MAX_INTEGER
     if text == "":
         return None
     try:
         value = kind(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         value = None
     if (
         value is None

@@ -27,6 +27,8 @@ PLAN_MODES = ("flag", "block")
 Parsed = list[tuple[Row, Mapping[str, Any]]]
 """A request's rows, each with the message it was made from."""
 Parser = Callable[[Request], Parsed]
+MAX_RETRY_DIGITS = 9
+"""An ``X-Retry-Count`` longer than this (or not ASCII digits) is not a count: ignored."""
 Answer = Callable[[Parsed], Response]
 """The answer to a request whose rows were stored, made from them (Mixpanel's ``strict=1``
 counts the records it imported)."""
@@ -134,7 +136,6 @@ class Intake:
 def _delivery(
     api: EventAPI, path: str, headers: Headers, status: int, size: int | None, fault: str | None
 ) -> Delivery:
-    retry = headers.get("X-Retry-Count")
     gzip = (headers.get("Content-Encoding") or "").strip().lower() == "gzip"
     return Delivery(
         api.source,
@@ -143,5 +144,12 @@ def _delivery(
         status,
         size,
         fault,
-        int(retry) if retry is not None and retry.isdigit() else None,
+        _retry_count(headers.get("X-Retry-Count")),
     )
+
+
+def _retry_count(header: str | None) -> int | None:
+    """The client's ``X-Retry-Count``; None when absent or not a count."""
+    if header is None or not header.isascii() or not header.isdigit():
+        return None
+    return int(header) if len(header) <= MAX_RETRY_DIGITS else None

@@ -26,6 +26,7 @@ import orjson
 
 from .auth import basic_credentials
 from .intake import EventAPI, Intake, Parsed
+from .limits import encoded
 from .routing import Headers, HTTPError, Request, Response, Route
 from .segment_api import string_id
 from .store import Row
@@ -46,11 +47,15 @@ EVENTS = EventAPI(SOURCE, mixpanel_violations)
 
 
 def routes(intake: Intake, secret: ProjectSecret | None = None) -> list[Route]:
-    """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone)."""
-    api = MixpanelAPI(secret or ProjectSecret(None))
+    """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone).
+
+    With a secret, ``/import``'s events are deduplicated apart from ``/track``'s: otherwise an
+    unauthenticated ``/track`` could pre-empt an import by sending its keys first."""
+    secret = secret or ProjectSecret(None)
+    api = MixpanelAPI(secret)
     rows: dict[str, Callable[[Any, str], Row]] = {
         "track": partial(event_row, "track", needs_token=True),
-        "import": partial(event_row, "import", needs_token=False),
+        "import": partial(event_row, "import", needs_token=False, apart=secret.is_set),
         "engage": profile_row,
         "groups": group_row,
     }
@@ -109,6 +114,7 @@ class ProjectSecret:
         if secret == "":
             raise ValueError("the Mixpanel project secret must not be empty")
         self._secret = None if secret is None else secret.encode()
+        self.is_set = secret is not None
 
     def check(self, headers: Headers) -> None:
         if self._secret is None:
@@ -192,8 +198,11 @@ def _form_data(body: bytes) -> str:
     return values[0]
 
 
-def event_row(type_: str, record: Any, where: str, *, needs_token: bool) -> Row:
-    """An event for ``/track`` (which needs ``properties.token``) or ``/import``."""
+def event_row(
+    type_: str, record: Any, where: str, *, needs_token: bool, apart: bool = False
+) -> Row:
+    """An event for ``/track`` (which needs ``properties.token``) or ``/import``; ``apart``:
+    deduplicated apart from the other endpoint's events."""
     record = _object(record, where)
     event = record.get("event")
     if not isinstance(event, str) or not event:
@@ -204,7 +213,9 @@ def event_row(type_: str, record: Any, where: str, *, needs_token: bool) -> Row:
     if needs_token:
         _require_token(props.get("token"), f"{where} needs properties.token")
     distinct_id = string_id(props.get("distinct_id"))
-    return _row(type_, _event_key(event, distinct_id, props), distinct_id, event, record, where)
+    body = encoded(record, where)  # first: the key is encoded from parts of it
+    key = _event_key(event, distinct_id, props)
+    return _row(type_, f"{type_}:{key}" if apart else key, distinct_id, event, body, where)
 
 
 def profile_row(record: Any, where: str) -> Row:
@@ -213,7 +224,8 @@ def profile_row(record: Any, where: str) -> Row:
     distinct_id = string_id(record.get("$distinct_id"))
     if distinct_id is None:
         raise _invalid(f"{where} needs a '$distinct_id'")
-    return _row("engage", uuid.uuid4().hex, distinct_id, _operation(record, where), record, where)
+    operation = _operation(record, where)
+    return _row("engage", uuid.uuid4().hex, distinct_id, operation, encoded(record, where), where)
 
 
 def group_row(record: Any, where: str) -> Row:
@@ -224,7 +236,8 @@ def group_row(record: Any, where: str) -> Row:
         raise _invalid(f"{where} needs a '$group_key'")
     if string_id(record.get("$group_id")) is None:
         raise _invalid(f"{where} needs a '$group_id'")
-    return _row("groups", uuid.uuid4().hex, None, _operation(record, where), record, where)
+    operation = _operation(record, where)
+    return _row("groups", uuid.uuid4().hex, None, operation, encoded(record, where), where)
 
 
 def _event_key(event: str, distinct_id: str | None, props: dict[str, Any]) -> str:
@@ -233,21 +246,22 @@ def _event_key(event: str, distinct_id: str | None, props: dict[str, Any]) -> st
     ``time`` is compared in milliseconds, so seconds and milliseconds for the same instant
     match. An event without ``$insert_id`` cannot be deduplicated and gets a key of its own.
     """
-    insert_id = string_id(props.get("$insert_id"))
-    if insert_id is None:
+    insert_id = props.get("$insert_id")
+    if string_id(insert_id) is None:
         return uuid.uuid4().hex
+    # the id as given (5 and "5" are two ids), the time as a number or as given
     return orjson.dumps([event, distinct_id, _millis(props.get("time")), insert_id]).decode()
 
 
 def _millis(time: Any) -> Any:
-    """A time in seconds or milliseconds, as milliseconds; anything else unchanged."""
-    if isinstance(time, bool) or not isinstance(time, (int, float)):
+    """A time in seconds or milliseconds, as milliseconds; anything else (a time beyond any
+    real date among them) unchanged."""
+    if isinstance(time, bool) or not isinstance(time, (int, float)) or not abs(time) < 1e15:
         return time
     return round(time * 1000) if abs(time) < 1e11 else round(time)
 
 
-def _row(type_: str, key: str, user_id: str | None, event: str, record: Any, where: str) -> Row:
-    body = orjson.dumps(record)
+def _row(type_: str, key: str, user_id: str | None, event: str, body: bytes, where: str) -> Row:
     if len(body) > MAX_RECORD_BYTES:
         raise HTTPError(
             413, "payload_too_large", f"{where} is {len(body)} bytes, over {MAX_RECORD_BYTES}"

@@ -60,7 +60,9 @@ def _segment(type_: str, message: Mapping[str, Any]) -> str:
             keywords[arg] = value
     if message.get("anonymousId") is not None:
         keywords["anonymous_id"] = message["anonymousId"]
-    context = {k: v for k, v in (message.get("context") or {}).items() if k != "library"}
+    context = message.get("context")
+    if isinstance(context, dict):
+        context = {k: v for k, v in context.items() if k != "library"}
     for arg, value in (("context", context), ("integrations", message.get("integrations"))):
         if value:
             keywords[arg] = value
@@ -69,7 +71,8 @@ def _segment(type_: str, message: Mapping[str, Any]) -> str:
 
 def _mixpanel(type_: str, record: Mapping[str, Any]) -> str:
     if type_ in ("track", "import"):
-        props = record.get("properties") or {}
+        props = record.get("properties")
+        props = props if isinstance(props, dict) else {}
         own = {k: v for k, v in props.items() if k not in MIXPANEL_ADDED}
         who, name = props.get("distinct_id"), record.get("event")
         if type_ == "track":
