@@ -66,7 +66,7 @@ class SpoolFull(Exception):
 
 class _Owner:
     """A directory of segments and the ``flock`` that makes it ours: this process's own, or a
-    dead process's that we adopted."""
+    dead process's that we adopted. Guarded by its ``Spool``'s lock, as ``_Segment`` is."""
 
     def __init__(self, path: Path, lock_fd: int) -> None:
         self.path = path
@@ -184,7 +184,7 @@ class Spool:
 
     def _guarded(self, call: Callable[[_T], None], arg: _T) -> None:
         """``call(arg)`` under the lock; deferred instead when a signal handler calls it on a
-        thread that is inside ``add`` or ``remove`` already."""
+        thread that is inside the spool already (``add``, ``remove``, adoption or ``close``)."""
         with self._lock:
             if self._busy:
                 self._deferred.append(partial(call, arg))
@@ -372,25 +372,27 @@ class Spool:
     def adopt_orphans(self) -> list[bytes]:
         """Take over the segments of owners that are no longer alive, and return their
         unfinished messages, oldest first. From then on they are this client's to finish."""
-        with self._lock:
-            orphans: list[bytes] = []
-            for path in sorted(self.path.iterdir(), key=_age):
-                if path.name == self.owner or not path.is_dir():
-                    continue
-                try:
-                    fd = _lock(path / "lock")
-                except BlockingIOError:
-                    continue  # its process is alive
-                self._fds.append(fd)
-                owner = _Owner(path, fd)
-                self._owners.insert(0, owner)  # ours, if any, stays last
-                orphans += self._adopt(owner)
-                if not owner.segments:  # no segment at all
-                    self._owners.remove(owner)
-                    self._fds.remove(fd)
-                    _remove_owner(path, fd)
-            self._settle()
-            return orphans
+        orphans: list[bytes] = []
+        self._guarded(self._adopt_orphans, orphans)
+        return orphans
+
+    def _adopt_orphans(self, orphans: list[bytes]) -> None:
+        for path in sorted(self.path.iterdir(), key=_age):
+            if path.name == self.owner or not path.is_dir():
+                continue
+            try:
+                fd = _lock(path / "lock")
+            except OSError:
+                continue  # its process is alive (or another client just removed it)
+            self._fds.append(fd)
+            owner = _Owner(path, fd)
+            self._owners.insert(0, owner)  # ours, if any, stays last
+            orphans += self._adopt(owner)
+            if not owner.segments:  # no segment at all
+                self._owners.remove(owner)
+                self._fds.remove(fd)
+                _remove_owner(path, fd)
+        self._settle()
 
     def _adopt(self, owner: _Owner) -> list[bytes]:
         found: list[bytes] = []
@@ -448,16 +450,18 @@ class Spool:
     def close(self) -> None:
         """Release the spool; unfinished messages stay for the next client to adopt, and an
         owner with none is removed. ``add`` is refused from now on."""
-        with self._lock:
-            self._closed = True
-            if self._map is not None:
-                self._seal_active()
-            self._settle()
-            if self.owner is not None and not self._places:
-                own = self._owners.pop()
-                self._fds.remove(own.lock_fd)
-                _remove_owner(own.path, own.lock_fd)
-            self._release()
+        self._guarded(self._close, None)
+
+    def _close(self, _: None) -> None:
+        self._closed = True
+        if self._map is not None:
+            self._seal_active()
+        self._settle()
+        if self.owner is not None and not self._places:
+            own = self._owners.pop()
+            self._fds.remove(own.lock_fd)
+            _remove_owner(own.path, own.lock_fd)
+        self._release()
 
 
 def _lock(path: Path) -> int:
@@ -521,9 +525,13 @@ def _lines(log: Path) -> list[tuple[int, bytes]]:
 
 
 def _remove_owner(owner: Path, lock_fd: int) -> None:
-    """Delete what is left of an owner's directory, then let go of its lock."""
+    """Delete what is left of an owner's directory, then let go of its lock. Logs go before
+    their acknowledgements, and the lock file last: a client that locks a new ``lock`` in
+    the meantime must find no log without its acknowledgements (it would send them again)."""
     try:
-        for leftover in owner.iterdir():
+        for leftover in sorted(
+            owner.iterdir(), key=lambda p: (p.name == "lock", p.suffix != ".log")
+        ):
             leftover.unlink(missing_ok=True)
         owner.rmdir()
     except OSError:

@@ -28,6 +28,8 @@ from . import inspection, mixpanel_api, segment_api
 from .auth import WriteKeyAuth
 from .connections import MAX_CONNECTIONS, REQUEST_DEADLINE, Deadlines, client_gone, refuse_busy
 from .faults import Decision, Faults
+from .flags import FlagDefinitions
+from .flags import routes as flag_routes
 from .guard import Guard
 from .intake import Intake
 from .limits import MAX_BODY_BYTES, read_body
@@ -281,7 +283,9 @@ class Collector:
     ``plan_mode="flag"`` it is stored with its violations, in ``"block"`` a request with any
     is refused with 400. A request must name the collector by a loopback name, an IP address,
     the bound ``host`` or one of ``allowed_hosts``; with a ``token`` the debugger (page and
-    API, not ingestion) needs it too (see ``guard``).
+    API, not ingestion) needs it too (see ``guard``). ``flags``, Mixpanel flag definitions
+    (``{"flags": [...]}``), are served on ``/flags/definitions`` and evaluated on ``/flags``
+    (see ``flags``); ``collector.flags.replace(...)`` changes them while it runs.
 
     The socket is bound on construction (``port=0`` picks a free port, see ``url``); serve with
     ``serve_forever()`` or in a background thread with ``start()``; ``close()`` stops serving,
@@ -302,8 +306,13 @@ class Collector:
         plan_mode: str = "flag",
         allowed_hosts: Iterable[str] = (),
         token: str | None = None,
+        flags: dict[str, Any] | list[Any] | None = None,
     ) -> None:
         guard = Guard(host, allowed_hosts, token)
+        self.flags = FlagDefinitions()
+        """The Mixpanel flag definitions that ``/flags/definitions`` and ``/flags`` serve."""
+        if flags is not None:
+            self.flags.replace(flags)
         mixpanel_guard = mixpanel_api.ProjectSecret(mixpanel_secret)  # checked before opening
         self.db_path = Path(db_path)
         self.changes = Changes()
@@ -321,6 +330,7 @@ class Collector:
             [
                 *segment_api.routes(self.intake, self.auth),
                 *mixpanel_api.routes(self.intake, mixpanel_guard),
+                *flag_routes(self.flags),
                 *inspection.routes(self),
                 *(() if self.oauth is None else self.oauth.routes()),
                 *extra_routes,
