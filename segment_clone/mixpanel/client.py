@@ -369,7 +369,10 @@ class Mixpanel:
         target = self._consumer if consumer is None else consumer
         json_message = data if isinstance(target, AsyncBufferedConsumer) else data.decode()
         send: Callable[..., object] = target.send
-        send(endpoint, json_message, *([] if auth is None else [auth]))
+        if auth is None:
+            send(endpoint, json_message)
+        else:
+            send(endpoint, json_message, auth)
 
     def _drop_reporter(self) -> DropReporter:
         consumer = self._consumer

@@ -47,7 +47,8 @@ def encode(data: Any, serializer: type[json.JSONEncoder]) -> bytes:
     ``json.dumps`` escapes them."""
     if serializer is DatetimeSerializer:
         try:
-            return ascii_json(orjson.dumps(data, default=_upstream_default, option=_PASSTHROUGH))
+            encoded = orjson.dumps(data, default=_upstream_default, option=_PASSTHROUGH)
+            return encoded if encoded.isascii() else ascii_json(encoded)
         except TypeError:  # orjson.JSONEncodeError: let json.dumps decide, as upstream
             pass
     return json_dumps(data, serializer).encode()
