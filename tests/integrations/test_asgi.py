@@ -176,8 +176,16 @@ def test_fastapi_add_middleware_takes_part_in_the_lifespan(
     async def order() -> dict[str, bool]:
         return {"ok": patient_client.track(event="Ordered")[0]}
 
+    @app.post("/refund")
+    def refund() -> dict[str, bool]:  # a sync endpoint: FastAPI runs it in a worker thread
+        return {"ok": patient_client.track(event="Refunded")[0]}
+
     with TestClient(app) as http:
         assert http.post("/order").json() == {"ok": True}
+        assert http.post("/refund").json() == {"ok": True}
         assert collector.events() == []
-    [event] = collector.events(event="Ordered")
-    assert event["userId"] == "u1"
+    events = collector.events()
+    assert sorted((e["event"], e["userId"]) for e in events) == [
+        ("Ordered", "u1"),
+        ("Refunded", "u1"),
+    ]
