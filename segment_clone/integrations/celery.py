@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 
 from ..encoding import decode_message, encode_message
-from ..scopes import _CURRENT, Frame, Scope
+from ..scopes import Frame, Scope, current_frame, enter, leave
 from ..serverless import client_or_default, flush_quietly
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def instrument(app: Any, client: Client | None = None) -> Any:
     tokens: dict[str, Token[Frame | None]] = {}
 
     def send_scope(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        frame = _CURRENT.get()
+        frame = current_frame()
         if frame is None or headers is None:
             return
         try:
@@ -51,12 +51,12 @@ def instrument(app: Any, client: Client | None = None) -> Any:
         except Exception:
             log.warning("ignored a malformed %s header", HEADER, exc_info=True)
             return
-        tokens[task_id] = _CURRENT.set(frame)
+        tokens[task_id] = enter(frame)
 
     def leave_scope(task_id: str | None = None, **_: Any) -> None:
         token = tokens.pop(task_id, None) if task_id is not None else None
         if token is not None:
-            _CURRENT.reset(token)
+            leave(token)
 
     def flush(**_: Any) -> None:
         target = client_or_default(client)
