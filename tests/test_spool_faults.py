@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from segment_clone import Client
+from segment_clone import spool as spool_module
 from segment_clone.spool import Spool, SpoolFull
 
 from .processes import run_script
@@ -95,6 +96,21 @@ def test_unfinished_messages_are_written_again_when_the_directory_is_made_again(
     assert spool.unspooled([unfinished]) == []
     spool.close()
     assert Spool(spool_path).adopt_orphans() == [unfinished]
+
+
+def test_a_directory_removed_before_a_new_segment_is_made_again_with_the_new_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "SEGMENT_BYTES", 40)
+    spool_path = tmp_path / "events.spool"
+    spool = Spool(spool_path)
+    first, second, third = b"a" * 15, b"b" * 15, b"c" * 15
+    spool.add(first)
+    spool.add(second)  # the segment is full now
+    shutil.rmtree(spool_path)
+    spool.add(third)
+    spool.close()
+    assert Spool(spool_path).adopt_orphans() == [first, second, third]
 
 
 def test_a_file_in_place_of_the_directory_keeps_messages_in_memory_with_one_warning(
