@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-from ..version import VERSION
 from .async_consumer import AsyncBufferedConsumer
 from .buffered import BufferedConsumer
 from .client import Mixpanel
@@ -23,6 +22,7 @@ from .credentials import ServiceAccountCredentials
 from .errors import MixpanelAPIError, MixpanelException
 from .flags.types import LocalFlagsConfig, RemoteFlagsConfig
 from .serialization import DatetimeSerializer, json_dumps
+from .version import VERSION
 
 __version__ = VERSION
 logger = logging.getLogger("mixpanel")
