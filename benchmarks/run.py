@@ -31,8 +31,8 @@ from typing import Any
 from driver import QUEUE_FULL_WAIT
 from publish import publish
 from report import render
-from results import CEILING, key
-from sdks import CLONE, REFERENCE, TARGETS
+from results import CEILING, MIXPANEL_CEILING, key
+from sdks import CLONE, MIXPANEL_ASYNC, REFERENCE, TARGETS
 from sink import running_sink
 
 HERE = Path(__file__).resolve().parent
@@ -196,6 +196,16 @@ def main() -> int:
                 cmd = [sys.executable, str(HERE / "ceiling.py"), "--host", url]
                 cmd += ["--gzip"] if gzip else []
                 record(CEILING, key("ceiling", gzip), cmd, label)
+            if MIXPANEL_ASYNC in (args.sdks or TARGETS):
+                cmd = [
+                    sys.executable,
+                    str(HERE / "ceiling.py"),
+                    "--host",
+                    url,
+                    "--wire",
+                    "mixpanel",
+                ]
+                record(CEILING, key(MIXPANEL_CEILING, False), cmd, label)
             for name, scenario in SCENARIOS.items():
                 if (r and not scenario.every_round) or name not in (args.scenarios or SCENARIOS):
                     continue

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from . import aio, lifecycle, scopes, serverless
+from . import aio, lifecycle, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
 from .encoding import decode_message, encode_message
@@ -27,7 +27,7 @@ from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hook
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
 from .request import post
-from .scopes import Scope
+from .scopes import Scope, current_frame
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
 from .uploader import (
@@ -434,7 +434,7 @@ class Client:
             require("context", context, dict)
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
-        frame = scopes._CURRENT.get()
+        frame = current_frame()
         if frame is None:
             msg["context"] = {**context, "library": LIBRARY.copy()}
         else:
@@ -809,7 +809,7 @@ def _require_ids(user_id: Any, anonymous_id: Any) -> None:
     value = user_id or anonymous_id
     if type(value) is not str and not isinstance(value, _ID_OR_UUID):
         if user_id is None and anonymous_id is None:
-            frame = scopes._CURRENT.get()
+            frame = current_frame()
             if frame is not None and frame.has_identity():
                 return
         require("user_id or anonymous_id", value, _ID_OR_UUID)

@@ -36,6 +36,10 @@ SOURCE = "mixpanel"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Per request, after gzip: Mixpanel's documented limit for ``/import`` and ``/track``."""
 MAX_RECORDS = 2000
+MAX_CONTAINERS = 200_000
+"""Objects and arrays a body may hold (counted by its brackets before it is parsed): 10 MB of
+``[[],[],...]`` would otherwise inflate to some 300 MB of lists while parsing, and the record
+count could only be checked after. 2000 records of up to 100 objects each fit."""
 """Events or profile updates per request, as Mixpanel documents for every endpoint."""
 MAX_RECORD_BYTES = 1024 * 1024
 """Per event or update (Mixpanel: "under 1 MB")."""
@@ -168,6 +172,10 @@ def parse_records(request: Request) -> list[Any]:
     """The records of a form (field ``data``) or JSON body: one object, or a list."""
     content_type = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
     data = request.body if content_type == "application/json" else _form_data(request.body)
+    if _containers(data) > MAX_CONTAINERS:
+        raise HTTPError(
+            413, "payload_too_large", f"over {MAX_CONTAINERS} objects and arrays in one request"
+        )
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as e:
@@ -177,6 +185,13 @@ def parse_records(request: Request) -> list[Any]:
     if isinstance(parsed, list):
         return parsed
     raise _invalid("data must be a JSON object or a list of objects")
+
+
+def _containers(data: str | bytes) -> int:
+    """Opening brackets, an upper bound on the objects and arrays (some may be in strings)."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{")
+    return data.count(b"[") + data.count(b"{")
 
 
 def _form_data(body: bytes) -> str:

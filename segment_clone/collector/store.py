@@ -101,6 +101,9 @@ ENTRY_COLUMNS = (
     " dup_hits, dedup_key"
 )
 SQL_VARIABLES = 500
+MAX_READERS = 8
+"""Reader connections at most: each holds file descriptors and a page cache, and 200 waiting
+requests once opened 200 of them, kept for good. A query beyond waits for a free one."""
 """Placeholders per ``IN (...)`` query, under every SQLite build's limit."""
 
 StrPath = Union[str, Path]
@@ -229,6 +232,7 @@ class EventStore:
         self._on_write = on_write
         self._lock = threading.Lock()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_slots = threading.BoundedSemaphore(MAX_READERS)
         self._all: list[sqlite3.Connection] = []
         self._closed = False
         self._writer = self._connect()
@@ -321,17 +325,18 @@ class EventStore:
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("the event store is closed") from None
-                conn = self._connect()
-        try:
-            yield conn
-        finally:
-            self._readers.put(conn)
+        with self._reader_slots:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    if self._closed:
+                        raise RuntimeError("the event store is closed") from None
+                    conn = self._connect()
+            try:
+                yield conn
+            finally:
+                self._readers.put(conn)
 
     def count(self, query: Query = Query()) -> int:
         where, params = query.where()

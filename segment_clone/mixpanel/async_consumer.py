@@ -35,6 +35,8 @@ from .transport import DEFAULT_API_HOST, Auth, check_endpoint, endpoint_urls, no
 
 logger = logging.getLogger("mixpanel")
 
+NO_AUTH: Auth = (None, None)
+
 MAX_BATCH_BYTES = 1 << 20
 """JSON bytes per request: well inside ``/import``'s 10 MB and the 2 MB that older ``/track``
 documentation gives."""
@@ -227,11 +229,15 @@ class AsyncBufferedConsumer:
         Raises ``MixpanelException`` only for an unknown endpoint. A full queue drops the
         message: it is counted, logged and passed to ``on_error``.
         """
-        check_endpoint(endpoint, self._endpoints)
-        key = (endpoint, normalize_auth(api_key, api_secret))
-        lane = self._lanes.get(key) or self._open_lane(key)
+        plain = api_key is None and api_secret is None
+        key = (endpoint, NO_AUTH if plain else normalize_auth(api_key, api_secret))
+        lane = self._lanes.get(key)
+        if lane is None:  # a lane exists only for a known endpoint
+            check_endpoint(endpoint, self._endpoints)
+            lane = self._open_lane(key)
         data = json_message if isinstance(json_message, bytes) else json_message.encode()
-        data = ascii_json(data)  # measured as sent, whatever the serializer
+        if not data.isascii():
+            data = ascii_json(data)  # measured as sent, whatever the serializer
         try:
             lane.queue.put_nowait(data)
         except queue.Full:

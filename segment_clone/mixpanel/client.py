@@ -10,18 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..hooks import BeforeSendOption, hook_chain, run_hooks
 from ..stats import DropReporter, Stats
+from ..utils import new_hex_id
 from .async_consumer import AsyncBufferedConsumer
 from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelException
 from .flags.types import LocalFlagsConfig, RemoteFlagsConfig
-from .serialization import DatetimeSerializer, json_dumps
+from .serialization import DatetimeSerializer, encode
 from .version import VERSION
 
 if TYPE_CHECKING:
@@ -110,7 +110,8 @@ class Mixpanel:
         return time.time()
 
     def _make_insert_id(self) -> str:
-        return uuid.uuid4().hex
+        """32 hex digits, as upstream's ``uuid.uuid4().hex``, at a third of its cost."""
+        return new_hex_id()
 
     # -- events -------------------------------------------------------------------------------
 
@@ -303,9 +304,6 @@ class Mixpanel:
 
     # -- building -----------------------------------------------------------------------------
 
-    def _dumps(self, obj: Properties) -> str:
-        return json_dumps(obj, cls=self._serializer)
-
     def _event(
         self,
         distinct_id: Any,
@@ -354,21 +352,27 @@ class Mixpanel:
         auth: tuple[str | None, str | None] | None = None,
         consumer: EventSender | None = None,
     ) -> None:
-        """Encode ``message``, pass it through ``before_send`` and hand it to the consumer."""
-        json_message = self._dumps(message)
+        """Encode ``message``, pass it through ``before_send`` and hand it to the consumer:
+        as the encoded bytes to an ``AsyncBufferedConsumer``, as JSON text to any other."""
+        data = encode(message, self._serializer)
         if self._before_send is not None:
             final = run_hooks(
                 self._before_send,
-                json.loads(json_message),
+                json.loads(data),
                 partial(_check, endpoint),
                 self._drop_reporter(),
                 debug=False,
             )
             if final is None:
                 return
-            json_message = self._dumps(final)
-        send: Callable[..., object] = (self._consumer if consumer is None else consumer).send
-        send(endpoint, json_message, *([] if auth is None else [auth]))
+            data = encode(final, self._serializer)
+        target = self._consumer if consumer is None else consumer
+        json_message = data if isinstance(target, AsyncBufferedConsumer) else data.decode()
+        send: Callable[..., object] = target.send
+        if auth is None:
+            send(endpoint, json_message)
+        else:
+            send(endpoint, json_message, auth)
 
     def _drop_reporter(self) -> DropReporter:
         consumer = self._consumer

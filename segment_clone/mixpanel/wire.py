@@ -14,6 +14,7 @@ import zlib
 from base64 import b64encode
 from typing import Any, NamedTuple
 
+import orjson
 import requests
 
 from ..request import GZIP_LEVEL
@@ -107,9 +108,10 @@ def _accepted(payload: Any) -> bool:
 
 
 def _json(response: requests.Response) -> Any:
+    """The answer's JSON, by orjson (``Response.json()`` first guesses the text encoding)."""
     try:
-        return response.json()
-    except ValueError:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         return None
 
 

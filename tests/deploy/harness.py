@@ -23,6 +23,7 @@ from ..api import call
 
 APPS = Path(__file__).resolve().parent / "apps"
 BIN = Path(sys.executable).parent
+ACCEPTED, EXITED = "accepted.txt", "exited.txt"
 STOP_TIMEOUT = 30.0
 """Seconds a server has to stop after its signal; its graceful stop is far shorter."""
 
@@ -91,6 +92,21 @@ class Served:
         return str(self.log)
 
 
+def app_environment(
+    collector: Collector, tmp_path: Path, env: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment of a process that runs the apps: where they send, and the files where
+    they record what they accepted and which processes finished exiting."""
+    return {
+        **os.environ,
+        **(env or {}),
+        "SEGMENT_HOST": collector.url,
+        "DEPLOY_ACCEPTED": str(tmp_path / ACCEPTED),
+        "DEPLOY_EXITED": str(tmp_path / EXITED),
+        "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
 @contextmanager
 def listening_socket() -> Iterator[socket.socket]:
     """A loopback socket bound to a free port and listening, for the server to inherit:
@@ -108,33 +124,29 @@ def listening_socket() -> Iterator[socket.socket]:
 
 @contextmanager
 def serve(
-    command: Sequence[str], sock: socket.socket, collector: Collector, tmp_path: Path
+    command: Sequence[str],
+    sock: socket.socket | None,
+    collector: Collector,
+    tmp_path: Path,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Served]:
-    """Run ``command`` (which serves the inherited ``sock``) with the app's environment; the
-    server's own output is kept, and shown when a test fails. Killed with its process group if
-    the test left it running."""
-    accepted = tmp_path / "accepted.txt"
-    exited = tmp_path / "exited.txt"
-    env = {
-        **os.environ,
-        "SEGMENT_HOST": collector.url,
-        "DEPLOY_ACCEPTED": str(accepted),
-        "DEPLOY_EXITED": str(exited),
-        "PYTHONPATH": os.pathsep.join([str(APPS), os.environ.get("PYTHONPATH", "")]),
-    }
+    """Run ``command`` (which serves the inherited ``sock``, if any) with the app's environment
+    and ``env``; the server's own output is kept, and shown when a test fails. Killed with its
+    process group if the test left it running."""
     proc = subprocess.Popen(
         list(command),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-        env=env,
-        pass_fds=[sock.fileno()],
+        env=app_environment(collector, tmp_path, env),
+        pass_fds=[] if sock is None else [sock.fileno()],
         start_new_session=True,
     )
     assert proc.stdout is not None
-    host, port = sock.getsockname()
-    served = Served(proc, f"http://{host}:{port}", Output(proc.stdout), accepted, exited)
+    url = "" if sock is None else "http://{}:{}".format(*sock.getsockname())
+    accepted, exited = tmp_path / ACCEPTED, tmp_path / EXITED
+    served = Served(proc, url, Output(proc.stdout), accepted, exited)
     try:
         yield served
     finally:

@@ -28,16 +28,7 @@ NO_EXIT_HOOK = pytest.mark.xfail(
         ("app", 1),
         ("app", 2),
         pytest.param("unwrapped", 1, marks=NO_EXIT_HOOK),
-        pytest.param(
-            "bare",
-            1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="an ASGI app that returns from the lifespan scope without receiving "
-                "never gets lifespan.shutdown through the middleware, which then does not "
-                "flush (it flushes only for an app that speaks lifespan or raises)",
-            ),
-        ),
+        ("bare", 1),
     ],
     ids=["middleware", "middleware-2-workers", "no-middleware", "middleware-app-ignores-lifespan"],
 )

@@ -4,8 +4,9 @@ Every messageId that ``track()`` accepted is appended, with the pid that accepte
 file ``$DEPLOY_ACCEPTED``, so the test knows what is owed without trusting any reply. One event
 is tracked when the module is imported: under ``--preload`` that is the server's master, before
 it forks its workers. Each process appends its pid to ``$DEPLOY_EXITED`` when its exit hooks
-are done: registered before the SDK's, the hook runs after it, so a process killed while the
-SDK was still stopping never writes it.
+are done: registered before segment_clone is imported, and so before any hook of the SDK, the
+hook runs after them (``atexit`` runs the last registered first), so a process killed while
+the SDK was still stopping never writes it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ import json
 import os
 from collections.abc import Iterable
 from typing import Any, Callable
-
-import segment_clone as analytics
-
-analytics.write_key = "deploy-test"
-analytics.host = os.environ["SEGMENT_HOST"]
-analytics.upload_interval = 3600.0  # nothing leaves on its own: only the shutdown delivers
 
 
 def _append(variable: str, line: str) -> None:
@@ -32,15 +27,28 @@ def _append(variable: str, line: str) -> None:
         os.close(fd)
 
 
-def track(event: str) -> str:
-    """Track ``event`` from this process; record and return its messageId."""
-    ok, message = analytics.track("deploy-user", event, {"pid": os.getpid()})
-    assert ok, message
+atexit.register(lambda: _append("DEPLOY_EXITED", str(os.getpid())))
+
+import segment_clone as analytics  # noqa: E402 (after the exit hook above, on purpose)
+
+analytics.write_key = "deploy-test"
+analytics.host = os.environ["SEGMENT_HOST"]
+analytics.upload_interval = 3600.0  # nothing leaves on its own: only the shutdown delivers
+
+
+def record(message: dict[str, Any]) -> str:
+    """Record that this process accepted ``message``; its messageId."""
     _append("DEPLOY_ACCEPTED", f"{os.getpid()} {message['messageId']}")
     return str(message["messageId"])
 
 
-atexit.register(lambda: _append("DEPLOY_EXITED", str(os.getpid())))
+def track(event: str) -> str:
+    """Track ``event`` from this process; record and return its messageId."""
+    ok, message = analytics.track("deploy-user", event, {"pid": os.getpid()})
+    assert ok, message
+    return record(message)
+
+
 track("App Loaded")
 
 
