@@ -43,6 +43,8 @@ def instrument(app: Any, client: Client | None = None) -> Any:
             log.warning("could not attach the scope to a task", exc_info=True)
 
     def enter_scope(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        if getattr(task, "app", None) is not app:
+            return  # another instrumented app's task: its own handler enters the scope
         payload = _header_of(task)
         if payload is None or task_id is None:
             return  # eager or scope-less: the task runs in its caller's context as it is
