@@ -364,3 +364,34 @@ def test_the_spool_stays_locked_while_the_exit_hook_delivers(
     assert producer.returncode == 0, err
     assert [m["event"] for m in server.acknowledged()] == ["sent by the exit hook"]
     assert Spool(spool).adopt_orphans() == []
+
+
+TRACK_FROM_A_HANDLER = """
+import os, signal, sys
+from segment_clone import Client
+from segment_clone import spool as spool_module
+spool_module.SEGMENT_BYTES = 4096
+client = Client("wk", host=sys.argv[1], spool_path=sys.argv[2])
+client.track("u", "first", {"pad": "x" * 3000})
+reserve = spool_module._reserve
+def reserve_then_signal(fd, size):  # the next track() starts a segment inside the spool
+    spool_module._reserve = reserve
+    reserve(fd, size)
+    os.kill(os.getpid(), signal.SIGUSR1)
+spool_module._reserve = reserve_then_signal
+signal.signal(signal.SIGUSR1, lambda signum, frame: client.track("u", "from the handler"))
+client.track("u", "interrupted", {"pad": "x" * 3000})
+print("pending:", client.flush(timeout=10), flush=True)
+"""
+
+
+def test_a_signal_handler_may_track_while_its_thread_is_inside_the_spool(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    spool = tmp_path / "events.spool"
+    result = run_script(TRACK_FROM_A_HANDLER, server.url, str(spool), timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "pending: 0\n"
+    delivered = sorted(m["event"] for m in server.acknowledged())
+    assert delivered == ["first", "from the handler", "interrupted"]
+    assert Spool(spool).adopt_orphans() == []
