@@ -171,7 +171,8 @@ class Spool:
 
     @property
     def size(self) -> int:
-        """Bytes of messages in the spool that are not yet finished."""
+        """Bytes of messages in the spool that are not yet finished (read without the lock:
+        one int, at worst a moment old)."""
         return self._size
 
     def add(self, data: bytes) -> None:
