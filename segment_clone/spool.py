@@ -456,12 +456,14 @@ class Spool:
         self._release()
         self._reset()
 
-    def close(self) -> None:
+    def close(self, keep_locks: bool = False) -> None:
         """Release the spool; unfinished messages stay for the next client to adopt, and an
-        owner with none is removed. ``add`` is refused from now on."""
-        self._guarded(self._close, None)
+        owner with none is removed. ``add`` is refused from now on. ``keep_locks`` (at
+        interpreter exit) holds the locks of unfinished messages until the process is gone:
+        a batch still in a request must not be adopted by another client meanwhile."""
+        self._guarded(self._close, keep_locks)
 
-    def _close(self, _: None) -> None:
+    def _close(self, keep_locks: bool) -> None:
         if self._map is not None:
             self._seal_active()
         self._settle()
@@ -469,8 +471,10 @@ class Spool:
             own = self._owners.pop()
             self._fds.remove(own.lock_fd)
             _remove_owner(own.path, own.lock_fd)
+            self.owner = None
         self._closed = True  # a signal handler's add deferred until now is refused, too
-        self._release()
+        if not keep_locks:
+            self._release()
 
 
 def _lock(path: Path) -> int:

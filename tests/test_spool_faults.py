@@ -22,6 +22,7 @@ from segment_clone.spool import Spool, SpoolFull
 
 from .processes import run_script, start_script
 from .server import Reply, ScriptedServer
+from .test_spool import SPOOLED_PRODUCER
 
 NO_FILES_FOR_ONE_BATCH = """
 import os, resource, sys
@@ -395,3 +396,22 @@ def test_a_signal_handler_may_track_while_its_thread_is_inside_the_spool(
     delivered = sorted(m["event"] for m in server.acknowledged())
     assert delivered == ["first", "from the handler", "interrupted"]
     assert Spool(spool).adopt_orphans() == []
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_an_exit_leaves_only_unfinished_messages_on_disk(
+    server: ScriptedServer, tmp_path: Path, status: int
+) -> None:
+    """All delivered: no directory is left. Server down: the log is cut to its messages (no
+    reserved megabytes left behind), and the next run replays them (test_spool.py)."""
+    spool = tmp_path / "events.spool"
+    server.default = Reply(status)
+    result = run_script(SPOOLED_PRODUCER, server.url, str(spool), "0.5", "5")
+    assert result.returncode == 0, result.stderr
+    logs = list(spool.glob("*/*.log"))
+    if status == 200:
+        assert list(spool.iterdir()) == []
+    else:
+        [log] = logs
+        assert log.read_bytes().count(b"\n") == 5
+        assert b"\0" not in log.read_bytes()
