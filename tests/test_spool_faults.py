@@ -415,3 +415,15 @@ def test_an_exit_leaves_only_unfinished_messages_on_disk(
         [log] = logs
         assert log.read_bytes().count(b"\n") == 5
         assert b"\0" not in log.read_bytes()
+
+
+def test_an_owner_that_cannot_be_read_is_left_for_the_next_client(tmp_path: Path) -> None:
+    """Adoption runs in ``Client()``: a dead owner it cannot read must not make that fail."""
+    spool_path = tmp_path / "events.spool"
+    broken = spool_path / "1-dead"
+    (broken / "1.log").mkdir(parents=True)  # read() fails: IsADirectoryError
+    (broken / "lock").touch()
+    spool = Spool(spool_path)
+    assert spool.adopt_orphans() == []
+    spool.close()
+    assert (broken / "1.log").is_dir()
