@@ -155,6 +155,8 @@ class Spool:
         self._fds: list[int] = []
         """The descriptors held (owners' locks, the active log), closed when this spool is."""
         self._release = weakref.finalize(self, _close_all, self._fds)
+        self._release.atexit = False  # the locks are held until the process is gone: at
+        # interpreter exit the exit hook is still delivering, and acknowledging, after atexit
         self._owners: list[_Owner] = []
         """Owners whose segments we hold: ours (last, once the first message is added) and
         the adopted ones not yet finished."""
@@ -169,7 +171,8 @@ class Spool:
 
     @property
     def size(self) -> int:
-        """Bytes of messages in the spool that are not yet finished."""
+        """Bytes of messages in the spool that are not yet finished (read without the lock:
+        one int, at worst a moment old)."""
         return self._size
 
     def add(self, data: bytes) -> None:
@@ -271,13 +274,17 @@ class Spool:
         self._log_end = 0
 
     def _become_owner(self) -> None:
+        """Make this process's owner directory, locked before any other client can see it:
+        made under a hidden name (adoption skips those), locked, then renamed into place."""
         name = f"{os.getpid()}-{os.urandom(6).hex()}"
+        hidden = self.path / f".{name}"
         path = self.path / name
-        path.mkdir()
+        hidden.mkdir()
+        fd = _lock(hidden / "lock")
         try:
-            fd = _lock(path / "lock")
+            hidden.rename(path)
         except OSError:
-            path.rmdir()
+            _remove_owner(hidden, fd)
             raise
         self._fds.append(fd)
         self._owners.append(_Owner(path, fd))
@@ -300,6 +307,8 @@ class Spool:
             try:
                 deleted = segment.settle()
             except _GONE as e:
+                if self._closed:
+                    continue  # its messages stay for the next client, as far as they can
                 self._rebuild(e, [])
                 return
             except OSError as e:
@@ -312,7 +321,7 @@ class Spool:
                 self._failing = e
                 continue
             self._owed.discard(segment)
-            if deleted:
+            if deleted and not self._closed:  # closed: its descriptors are closed already
                 self._forget_segment(segment)
         if not self._owed and self._failing is not None:
             self._logger.info("the spool %s is written to again", self.path)
@@ -378,8 +387,8 @@ class Spool:
 
     def _adopt_orphans(self, orphans: list[bytes]) -> None:
         for path in sorted(self.path.iterdir(), key=_age):
-            if path.name == self.owner or not path.is_dir():
-                continue
+            if path.name == self.owner or path.name.startswith(".") or not path.is_dir():
+                continue  # ours, one being made (see _become_owner), or not an owner
             try:
                 fd = _lock(path / "lock")
             except OSError:
@@ -453,7 +462,6 @@ class Spool:
         self._guarded(self._close, None)
 
     def _close(self, _: None) -> None:
-        self._closed = True
         if self._map is not None:
             self._seal_active()
         self._settle()
@@ -461,6 +469,7 @@ class Spool:
             own = self._owners.pop()
             self._fds.remove(own.lock_fd)
             _remove_owner(own.path, own.lock_fd)
+        self._closed = True  # a signal handler's add deferred until now is refused, too
         self._release()
 
 
