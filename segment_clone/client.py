@@ -780,6 +780,8 @@ class Client:
                 lost,
             )
         self.queue.task_done(len(queued))
+        if spool is not None:  # its logs cut to their lines; nothing left if all is finished
+            spool.close(keep_locks=True)
 
 
 class _SyncSender(Uploader):

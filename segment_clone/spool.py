@@ -38,6 +38,7 @@ import fcntl
 import logging
 import mmap
 import os
+import shutil
 import sqlite3
 import struct
 import threading
@@ -280,7 +281,11 @@ class Spool:
         hidden = self.path / f".{name}"
         path = self.path / name
         hidden.mkdir()
-        fd = _lock(hidden / "lock")
+        try:
+            fd = _lock(hidden / "lock")
+        except OSError:
+            shutil.rmtree(hidden, ignore_errors=True)
+            raise
         try:
             hidden.rename(path)
         except OSError:
@@ -393,22 +398,25 @@ class Spool:
                 fd = _lock(path / "lock")
             except OSError:
                 continue  # its process is alive (or another client just removed it)
+            try:
+                logs = _read_logs(path)
+            except OSError:  # removed meanwhile, or unreadable now: the next client's
+                os.close(fd)
+                continue
+            if not logs:
+                _remove_owner(path, fd)
+                continue
             self._fds.append(fd)
             owner = _Owner(path, fd)
             self._owners.insert(0, owner)  # ours, if any, stays last
-            orphans += self._adopt(owner)
-            if not owner.segments:  # no segment at all
-                self._owners.remove(owner)
-                self._fds.remove(fd)
-                _remove_owner(path, fd)
+            orphans += self._adopt(owner, logs)
         self._settle()
 
-    def _adopt(self, owner: _Owner) -> list[bytes]:
+    def _adopt(self, owner: _Owner, logs: list[_Read]) -> list[bytes]:
         found: list[bytes] = []
-        for log in sorted(owner.path.glob("*.log"), key=lambda p: int(p.stem)):
+        for log, acknowledged, lines in logs:
             segment = _Segment(log, owner)
-            acknowledged = _acknowledged(segment.ack)
-            for offset, data in _lines(log):
+            for offset, data in lines:
                 if offset not in acknowledged:
                     self._places[id(data)] = (segment, offset, data)
                     segment.unfinished += 1
@@ -456,12 +464,14 @@ class Spool:
         self._release()
         self._reset()
 
-    def close(self) -> None:
+    def close(self, keep_locks: bool = False) -> None:
         """Release the spool; unfinished messages stay for the next client to adopt, and an
-        owner with none is removed. ``add`` is refused from now on."""
-        self._guarded(self._close, None)
+        owner with none is removed. ``add`` is refused from now on. ``keep_locks`` (at
+        interpreter exit) holds the locks of unfinished messages until the process is gone:
+        a batch still in a request must not be adopted by another client meanwhile."""
+        self._guarded(self._close, keep_locks)
 
-    def _close(self, _: None) -> None:
+    def _close(self, keep_locks: bool) -> None:
         if self._map is not None:
             self._seal_active()
         self._settle()
@@ -469,8 +479,10 @@ class Spool:
             own = self._owners.pop()
             self._fds.remove(own.lock_fd)
             _remove_owner(own.path, own.lock_fd)
+            self.owner = None
         self._closed = True  # a signal handler's add deferred until now is refused, too
-        self._release()
+        if not keep_locks:
+            self._release()
 
 
 def _lock(path: Path) -> int:
@@ -514,6 +526,16 @@ def _acknowledged(ack: Path) -> set[int]:
         return set()
     whole = len(raw) - len(raw) % _OFFSET.size  # a write cut short by a crash
     return {offset for (offset,) in _OFFSET.iter_unpack(raw[:whole])}
+
+
+_Read = tuple[Path, set[int], list[tuple[int, bytes]]]
+"""A log, the offsets acknowledged in its ack log, and its lines."""
+
+
+def _read_logs(owner: Path) -> list[_Read]:
+    """Every log of ``owner``, oldest first, read before anything of it is adopted."""
+    logs = sorted((p for p in owner.glob("*.log") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    return [(log, _acknowledged(log.with_suffix(".ack")), _lines(log)) for log in logs]
 
 
 def _lines(log: Path) -> list[tuple[int, bytes]]:

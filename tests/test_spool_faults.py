@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from segment_clone.spool import Spool, SpoolFull
 
 from .processes import run_script, start_script
 from .server import Reply, ScriptedServer
+from .test_spool import SPOOLED_PRODUCER
 
 NO_FILES_FOR_ONE_BATCH = """
 import os, resource, sys
@@ -395,3 +397,61 @@ def test_a_signal_handler_may_track_while_its_thread_is_inside_the_spool(
     delivered = sorted(m["event"] for m in server.acknowledged())
     assert delivered == ["first", "from the handler", "interrupted"]
     assert Spool(spool).adopt_orphans() == []
+
+
+@pytest.mark.parametrize("status", [200, 503])
+def test_an_exit_leaves_only_unfinished_messages_on_disk(
+    server: ScriptedServer, tmp_path: Path, status: int
+) -> None:
+    """All delivered: no directory is left. Server down: the log is cut to its messages (no
+    reserved megabytes left behind), and the next run replays them (test_spool.py)."""
+    spool = tmp_path / "events.spool"
+    server.default = Reply(status)
+    result = run_script(SPOOLED_PRODUCER, server.url, str(spool), "0.5", "5")
+    assert result.returncode == 0, result.stderr
+    logs = list(spool.glob("*/*.log"))
+    if status == 200:
+        assert list(spool.iterdir()) == []
+    else:
+        [log] = logs
+        assert log.read_bytes().count(b"\n") == 5
+        assert b"\0" not in log.read_bytes()
+
+
+def test_an_owner_that_cannot_be_read_is_left_for_the_next_client(tmp_path: Path) -> None:
+    """Adoption runs in ``Client()``: a dead owner it cannot read must not make that fail."""
+    spool_path = tmp_path / "events.spool"
+    broken = spool_path / "1-dead"
+    (broken / "1.log").mkdir(parents=True)  # read() fails: IsADirectoryError
+    (broken / "lock").touch()
+    spool = Spool(spool_path)
+    assert spool.adopt_orphans() == []
+    spool.close()
+    assert (broken / "1.log").is_dir()
+
+
+DIES_WITH_ONE_MESSAGE = """
+import os, sys
+from segment_clone.spool import Spool
+Spool(sys.argv[1]).add(b'{"n":1}')
+os._exit(0)  # no close: the log keeps its reserved megabytes, as after kill -9
+"""
+
+
+def test_adopting_a_dead_owner_does_not_read_its_reserved_zeros(tmp_path: Path) -> None:
+    """Each new client adopts every dead owner: it must not copy 8 MiB per owner to find one
+    line. Measured as the memory the adoption allocates (tracemalloc), not as time."""
+    spool = tmp_path / "events.spool"
+    result = run_script(DIES_WITH_ONE_MESSAGE, str(spool))
+    assert result.returncode == 0, result.stderr
+    [log] = spool.glob("*/1.log")
+    assert log.stat().st_size == spool_module.SEGMENT_BYTES
+    heir = Spool(spool)
+    tracemalloc.start()
+    try:
+        assert heir.adopt_orphans() == [b'{"n":1}']
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < spool_module.SEGMENT_BYTES // 8
+    heir.close()
