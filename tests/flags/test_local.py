@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from segment_clone.mixpanel import Mixpanel
+from segment_clone.mixpanel import Mixpanel, MixpanelException
 from segment_clone.mixpanel.flags.types import SelectedVariant, VariantSource
 
 from ..mixpanel.conftest import Log
@@ -139,3 +139,19 @@ def test_service_account_credentials_authenticate_the_request(
     (request,) = server.requests
     assert request.header("authorization") == "Basic c2E6c2VjcmV0"
     assert "project_id=42" in request.path
+
+
+def test_a_consumer_that_fails_does_not_fail_the_evaluation(
+    server: ScriptedServer, make_mp: MakeMp, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def send(self, endpoint: str, message: str) -> None:
+            raise MixpanelException("the events endpoint is down")
+
+    server.default = Reply(body=definitions(flag()))
+    mp, _ = make_mp()
+    mp._consumer = Broken()
+    mp.local_flags.start_polling_for_definitions()
+    with caplog.at_level(logging.ERROR):
+        assert mp.local_flags.is_enabled("new_checkout", USER) is True
+    assert "Exposure event failed: MixpanelException: the events endpoint is down" in caplog.text

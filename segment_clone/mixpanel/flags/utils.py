@@ -65,11 +65,15 @@ def dispatch_exposure(
 ) -> None:
     """Send an exposure event through ``tracker``, on ``executor`` when there is one.
 
-    An executor that refuses the task (shut down) costs the event, logged; a tracker that
-    raises on the executor is logged rather than lost in its future.
+    A tracker that raises (a consumer that could not deliver) is logged and never reaches the
+    evaluation's caller; upstream lets it raise out of ``get_variant`` when there is no executor.
+    An executor that refuses the task (shut down) costs the event, logged.
     """
     if executor is None:
-        tracker(distinct_id, EXPOSURE_EVENT, properties)
+        try:
+            tracker(distinct_id, EXPOSURE_EVENT, properties)
+        except Exception as error:
+            logger.error("Exposure event failed: %s: %s", type(error).__name__, error)
         return
     try:
         future = executor.submit(tracker, distinct_id, EXPOSURE_EVENT, properties)
