@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -427,3 +428,30 @@ def test_an_owner_that_cannot_be_read_is_left_for_the_next_client(tmp_path: Path
     assert spool.adopt_orphans() == []
     spool.close()
     assert (broken / "1.log").is_dir()
+
+
+DIES_WITH_ONE_MESSAGE = """
+import os, sys
+from segment_clone.spool import Spool
+Spool(sys.argv[1]).add(b'{"n":1}')
+os._exit(0)  # no close: the log keeps its reserved megabytes, as after kill -9
+"""
+
+
+def test_adopting_a_dead_owner_does_not_read_its_reserved_zeros(tmp_path: Path) -> None:
+    """Each new client adopts every dead owner: it must not copy 8 MiB per owner to find one
+    line. Measured as the memory the adoption allocates (tracemalloc), not as time."""
+    spool = tmp_path / "events.spool"
+    result = run_script(DIES_WITH_ONE_MESSAGE, str(spool))
+    assert result.returncode == 0, result.stderr
+    [log] = spool.glob("*/1.log")
+    assert log.stat().st_size == spool_module.SEGMENT_BYTES
+    heir = Spool(spool)
+    tracemalloc.start()
+    try:
+        assert heir.adopt_orphans() == [b'{"n":1}']
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < spool_module.SEGMENT_BYTES // 8
+    heir.close()
