@@ -780,6 +780,8 @@ class Client:
                 lost,
             )
         self.queue.task_done(len(queued))
+        if spool is not None:  # its logs cut to their lines; nothing left if all is finished
+            spool.close(keep_locks=True)
 
 
 class _SyncSender(Uploader):
@@ -807,11 +809,13 @@ def _require_ids(user_id: Any, anonymous_id: Any) -> None:
     """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream),
     unless both are omitted inside a scope that has an identity."""
     value = user_id or anonymous_id
-    if type(value) is not str and not isinstance(value, _ID_OR_UUID):
-        if user_id is None and anonymous_id is None:
-            frame = current_frame()
-            if frame is not None and frame.has_identity():
-                return
+    if type(value) is str:
+        return
+    if user_id is None and anonymous_id is None:  # before isinstance: an ABC check is slow
+        frame = current_frame()
+        if frame is not None and frame.has_identity():
+            return
+    if not isinstance(value, _ID_OR_UUID):
         require("user_id or anonymous_id", value, _ID_OR_UUID)
 
 

@@ -46,11 +46,25 @@ _AS_DATETIME = orjson.OPT_PASSTHROUGH_DATETIME
 before orjson writes it."""
 
 
+_UTC = timezone.utc
+_Fragment = orjson.Fragment
+_orjson_dumps = orjson.dumps
+
+
 def _default(obj: Any) -> Any:
+    """The types orjson leaves to us. A datetime gets orjson's text, unless its UTC offset has
+    seconds: orjson rounds those to the minute (``+00:20`` for Amsterdam's ``+00:19:32``
+    before 1937), which moves the time, so such a value is written by ``isoformat``, as
+    upstream writes it. Inline, since every datetime of every message comes here."""
     if isinstance(obj, datetime):
-        return _datetime(obj)
+        tz = obj.tzinfo
+        if tz is not None and tz is not _UTC:
+            offset = obj.utcoffset()
+            if offset is not None and (offset.seconds % 60 or offset.microseconds):
+                return obj.isoformat()
+        return _Fragment(_orjson_dumps(obj))
     if isinstance(obj, (date, time)):
-        return orjson.Fragment(orjson.dumps(obj))
+        return _Fragment(_orjson_dumps(obj))
     if isinstance(obj, Decimal):
         return float(obj)
     if isinstance(obj, (set, frozenset)):
@@ -62,18 +76,6 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, numbers.Real):
         return float(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _datetime(dt: datetime) -> Any:
-    """orjson's text for ``dt``, unless its UTC offset has seconds: orjson rounds those to the
-    minute (``+00:20`` for Amsterdam's ``+00:19:32`` before 1937), which moves the time, so
-    such a value is written by ``isoformat`` as upstream writes it (``+00:19:32``)."""
-    tz = dt.tzinfo
-    if tz is not None and tz is not timezone.utc:
-        offset = dt.utcoffset()
-        if offset is not None and (offset.seconds % 60 or offset.microseconds):
-            return dt.isoformat()
-    return orjson.Fragment(orjson.dumps(dt))
 
 
 def dumps(obj: Any) -> bytes:

@@ -38,6 +38,7 @@ import fcntl
 import logging
 import mmap
 import os
+import shutil
 import sqlite3
 import struct
 import threading
@@ -155,6 +156,8 @@ class Spool:
         self._fds: list[int] = []
         """The descriptors held (owners' locks, the active log), closed when this spool is."""
         self._release = weakref.finalize(self, _close_all, self._fds)
+        self._release.atexit = False  # the locks are held until the process is gone: at
+        # interpreter exit the exit hook is still delivering, and acknowledging, after atexit
         self._owners: list[_Owner] = []
         """Owners whose segments we hold: ours (last, once the first message is added) and
         the adopted ones not yet finished."""
@@ -169,7 +172,8 @@ class Spool:
 
     @property
     def size(self) -> int:
-        """Bytes of messages in the spool that are not yet finished."""
+        """Bytes of messages in the spool that are not yet finished (read without the lock:
+        one int, at worst a moment old)."""
         return self._size
 
     def add(self, data: bytes) -> None:
@@ -271,13 +275,21 @@ class Spool:
         self._log_end = 0
 
     def _become_owner(self) -> None:
+        """Make this process's owner directory, locked before any other client can see it:
+        made under a hidden name (adoption skips those), locked, then renamed into place."""
         name = f"{os.getpid()}-{os.urandom(6).hex()}"
+        hidden = self.path / f".{name}"
         path = self.path / name
-        path.mkdir()
+        hidden.mkdir()
         try:
-            fd = _lock(path / "lock")
+            fd = _lock(hidden / "lock")
         except OSError:
-            path.rmdir()
+            shutil.rmtree(hidden, ignore_errors=True)
+            raise
+        try:
+            hidden.rename(path)
+        except OSError:
+            _remove_owner(hidden, fd)
             raise
         self._fds.append(fd)
         self._owners.append(_Owner(path, fd))
@@ -300,6 +312,8 @@ class Spool:
             try:
                 deleted = segment.settle()
             except _GONE as e:
+                if self._closed:
+                    continue  # its messages stay for the next client, as far as they can
                 self._rebuild(e, [])
                 return
             except OSError as e:
@@ -312,7 +326,7 @@ class Spool:
                 self._failing = e
                 continue
             self._owed.discard(segment)
-            if deleted:
+            if deleted and not self._closed:  # closed: its descriptors are closed already
                 self._forget_segment(segment)
         if not self._owed and self._failing is not None:
             self._logger.info("the spool %s is written to again", self.path)
@@ -378,28 +392,31 @@ class Spool:
 
     def _adopt_orphans(self, orphans: list[bytes]) -> None:
         for path in sorted(self.path.iterdir(), key=_age):
-            if path.name == self.owner or not path.is_dir():
-                continue
+            if path.name == self.owner or path.name.startswith(".") or not path.is_dir():
+                continue  # ours, one being made (see _become_owner), or not an owner
             try:
                 fd = _lock(path / "lock")
             except OSError:
                 continue  # its process is alive (or another client just removed it)
+            try:
+                logs = _read_logs(path)
+            except OSError:  # removed meanwhile, or unreadable now: the next client's
+                os.close(fd)
+                continue
+            if not logs:
+                _remove_owner(path, fd)
+                continue
             self._fds.append(fd)
             owner = _Owner(path, fd)
             self._owners.insert(0, owner)  # ours, if any, stays last
-            orphans += self._adopt(owner)
-            if not owner.segments:  # no segment at all
-                self._owners.remove(owner)
-                self._fds.remove(fd)
-                _remove_owner(path, fd)
+            orphans += self._adopt(owner, logs)
         self._settle()
 
-    def _adopt(self, owner: _Owner) -> list[bytes]:
+    def _adopt(self, owner: _Owner, logs: list[_Read]) -> list[bytes]:
         found: list[bytes] = []
-        for log in sorted(owner.path.glob("*.log"), key=lambda p: int(p.stem)):
+        for log, acknowledged, lines in logs:
             segment = _Segment(log, owner)
-            acknowledged = _acknowledged(segment.ack)
-            for offset, data in _lines(log):
+            for offset, data in lines:
                 if offset not in acknowledged:
                     self._places[id(data)] = (segment, offset, data)
                     segment.unfinished += 1
@@ -447,13 +464,14 @@ class Spool:
         self._release()
         self._reset()
 
-    def close(self) -> None:
+    def close(self, keep_locks: bool = False) -> None:
         """Release the spool; unfinished messages stay for the next client to adopt, and an
-        owner with none is removed. ``add`` is refused from now on."""
-        self._guarded(self._close, None)
+        owner with none is removed. ``add`` is refused from now on. ``keep_locks`` (at
+        interpreter exit) holds the locks of unfinished messages until the process is gone:
+        a batch still in a request must not be adopted by another client meanwhile."""
+        self._guarded(self._close, keep_locks)
 
-    def _close(self, _: None) -> None:
-        self._closed = True
+    def _close(self, keep_locks: bool) -> None:
         if self._map is not None:
             self._seal_active()
         self._settle()
@@ -461,7 +479,10 @@ class Spool:
             own = self._owners.pop()
             self._fds.remove(own.lock_fd)
             _remove_owner(own.path, own.lock_fd)
-        self._release()
+            self.owner = None
+        self._closed = True  # a signal handler's add deferred until now is refused, too
+        if not keep_locks:
+            self._release()
 
 
 def _lock(path: Path) -> int:
@@ -505,6 +526,16 @@ def _acknowledged(ack: Path) -> set[int]:
         return set()
     whole = len(raw) - len(raw) % _OFFSET.size  # a write cut short by a crash
     return {offset for (offset,) in _OFFSET.iter_unpack(raw[:whole])}
+
+
+_Read = tuple[Path, set[int], list[tuple[int, bytes]]]
+"""A log, the offsets acknowledged in its ack log, and its lines."""
+
+
+def _read_logs(owner: Path) -> list[_Read]:
+    """Every log of ``owner``, oldest first, read before anything of it is adopted."""
+    logs = sorted((p for p in owner.glob("*.log") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    return [(log, _acknowledged(log.with_suffix(".ack")), _lines(log)) for log in logs]
 
 
 def _lines(log: Path) -> list[tuple[int, bytes]]:

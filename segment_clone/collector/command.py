@@ -14,7 +14,7 @@ from types import FrameType
 
 from .faults import Faults, FaultSettings
 from .flags import load_definitions
-from .guard import is_loopback
+from .guard import TOKEN_ENV, is_loopback
 from .intake import PLAN_MODES
 from .oauth import DEFAULT_TOKEN_TTL, OAuthSettings
 from .plan import Plan, PlanError, load_plan
@@ -23,7 +23,6 @@ from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
 WRITE_KEY_ENV = "SEGMENT_CLONE_WRITE_KEY"
 """Write keys, comma-separated: an option's value is visible to every local user (``ps``)."""
 MIXPANEL_SECRET_ENV = "SEGMENT_CLONE_MIXPANEL_SECRET"
-TOKEN_ENV = "SEGMENT_CLONE_COLLECTOR_TOKEN"
 TOKEN_BYTES = 24
 
 

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -147,6 +147,18 @@ def test_a_rebound_name_gets_nothing_from_the_collector(collector: Collector, pa
     read = page.evaluate("fetch('/api/events').then(answer => answer.status, () => 'blocked')")
     assert read == "blocked"
     assert collector.store.count() == 1
+
+
+def test_with_a_token_the_debugger_opens_from_the_printed_url(
+    make_collector: Callable[..., Collector], page: Page
+) -> None:
+    tokened = make_collector(token="printed-token")
+    assert post(tokened.url, "/v1/track", {"type": "track", "userId": "ada", "event": "In"})
+    refused = page.goto(tokened.url + "/")
+    assert refused is not None and refused.status == 401
+    page.goto(tokened.url + "/?token=printed-token")
+    assert page.url == tokened.url + "/"  # the token left the address bar, for a cookie
+    expect(page.locator("#rows tr td.name")).to_have_text(["In"])  # the API and the stream
 
 
 def test_the_example_page_sends_to_both_apis_across_origins(

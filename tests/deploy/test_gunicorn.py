@@ -25,9 +25,9 @@ LATE_GEVENT_PATCH = pytest.mark.xfail(
     strict=True,
     reason="segment_clone imported before gevent's monkey-patching (gunicorn's gevent worker "
     "patches after the fork, too late for --preload): each worker delivers everything, but its "
-    "exit hook then waits out shutdown_timeout (5 s), past the graceful timeout of 3 s set "
-    "here, so gunicorn kills it. gevent and gunicorn ask for patching before the app loads, "
-    "as gevent-preload-patched-first does.",
+    "exit hook's join() of the consumer threads then waits out shutdown_timeout (5 s), past "
+    "the graceful timeout of 3 s set here, so gunicorn kills it. gevent and gunicorn ask for "
+    "patching before the app loads, as gevent-preload-patched-first does.",
 )
 
 

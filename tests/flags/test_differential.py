@@ -14,6 +14,7 @@ from __future__ import annotations
 import string
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -40,7 +41,7 @@ FALLBACK = "FALLBACK"
 
 
 @pytest.fixture(scope="module")
-def upstream() -> ModuleType:
+def upstream() -> Iterator[ModuleType]:
     """mixpanel 5.4.1's ``mixpanel.flags`` package (its modules as attributes)."""
     if not (SCRATCH / "mixpanel" / "flags").is_dir():
         done = subprocess.run(
@@ -50,12 +51,16 @@ def upstream() -> ModuleType:
         )  # fmt: skip
         if done.returncode != 0:
             pytest.skip(f"cannot fetch {PACKAGES[0]}: {done.stderr.strip()[-300:]}")
-    if str(SCRATCH) not in sys.path:
-        sys.path.append(str(SCRATCH))
+    sys.path.append(str(SCRATCH))
     import mixpanel.flags.local_feature_flags
     import mixpanel.flags.types
 
-    return mixpanel.flags
+    yield mixpanel.flags
+    # Leave no trace for the tests that follow: upstream's modules and its dependencies go.
+    sys.path.remove(str(SCRATCH))
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(SCRATCH)):
+            del sys.modules[name]
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,11 @@ from typing import Any, Callable
 
 import pytest
 
-from segment_clone.mixpanel import Mixpanel
+from segment_clone.mixpanel import Mixpanel, MixpanelException
 from segment_clone.mixpanel.flags.types import SelectedVariant, VariantSource
 
 from ..mixpanel.conftest import Log
+from ..processes import run_script
 from ..server import Reply, ScriptedServer
 from .conftest import TOKEN, definitions, flag
 
@@ -139,3 +140,45 @@ def test_service_account_credentials_authenticate_the_request(
     (request,) = server.requests
     assert request.header("authorization") == "Basic c2E6c2VjcmV0"
     assert "project_id=42" in request.path
+
+
+def test_a_consumer_that_fails_does_not_fail_the_evaluation(
+    server: ScriptedServer, make_mp: MakeMp, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        def send(self, endpoint: str, message: str) -> None:
+            raise MixpanelException("the events endpoint is down")
+
+    server.default = Reply(body=definitions(flag()))
+    mp, _ = make_mp()
+    mp._consumer = Broken()
+    mp.local_flags.start_polling_for_definitions()
+    with caplog.at_level(logging.ERROR):
+        assert mp.local_flags.is_enabled("new_checkout", USER) is True
+    assert "Exposure event failed: MixpanelException: the events endpoint is down" in caplog.text
+
+
+def test_leaving_the_block_after_async_polling_in_an_ended_loop(server: ScriptedServer) -> None:
+    """``asyncio.run`` polls and ends, leaving a connection its loop no longer can close; the
+    application then leaves its ``with mp:`` block, which must not raise. (In a subprocess: the
+    dead loop's socket is reported unclosed when collected.)"""
+    server.default = Reply(body=definitions(flag()))
+    result = run_script(
+        """
+        import asyncio, sys
+        from segment_clone.mixpanel import LocalFlagsConfig, Mixpanel
+
+        class Sink:
+            def send(self, endpoint, message):
+                pass
+
+        config = LocalFlagsConfig(api_host=sys.argv[1], enable_polling=False)
+        with Mixpanel("tok", consumer=Sink(), local_flags_config=config) as mp:
+            asyncio.run(mp.local_flags.astart_polling_for_definitions())
+        assert mp.local_flags._async_client.is_closed
+        print("left the block")
+        """,
+        server.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "left the block"

@@ -65,11 +65,15 @@ def dispatch_exposure(
 ) -> None:
     """Send an exposure event through ``tracker``, on ``executor`` when there is one.
 
-    An executor that refuses the task (shut down) costs the event, logged; a tracker that
-    raises on the executor is logged rather than lost in its future.
+    A tracker that raises (a consumer that could not deliver) is logged and never reaches the
+    evaluation's caller; upstream lets it raise out of ``get_variant`` when there is no executor.
+    An executor that refuses the task (shut down) costs the event, logged.
     """
     if executor is None:
-        tracker(distinct_id, EXPOSURE_EVENT, properties)
+        try:
+            tracker(distinct_id, EXPOSURE_EVENT, properties)
+        except Exception as error:
+            logger.error("Exposure event failed: %s: %s", type(error).__name__, error)
         return
     try:
         future = executor.submit(tracker, distinct_id, EXPOSURE_EVENT, properties)
@@ -92,7 +96,8 @@ def _log_tracker_future_exception(future: Future[Any]) -> None:
 
 
 def close_async_client_from_sync(client: httpx.AsyncClient) -> None:
-    """Close ``client`` from synchronous code that has no event loop running.
+    """Close ``client`` from synchronous code that has no event loop running (connections
+    left by an event loop that has since ended are dropped: they cannot be closed any more).
 
     From inside a running loop this raises ``RuntimeError``: a close scheduled on that loop
     could be cancelled by its teardown, so async code must ``await`` ``__aexit__`` instead.
@@ -100,7 +105,10 @@ def close_async_client_from_sync(client: httpx.AsyncClient) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(client.aclose())
+        try:
+            asyncio.run(client.aclose())
+        except RuntimeError as error:  # its connections were opened by a loop that has ended
+            logger.debug("Closed the async flags client without its connections: %s", error)
         return
     raise RuntimeError(
         "close_async_client_from_sync() cannot be called from a running event loop; "
