@@ -13,7 +13,7 @@ PEER_STAMPS := $(BENCH_PEERS:%=.bench/%.installed)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,plan]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,plan,flags]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,9 +36,15 @@ test: lint docs unit
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# analytics-python 2.4.0's own tests against segment_clone (downloads the wheel into .compat/).
+# analytics-python 2.4.0's tests, mixpanel 5.4.1's feature-flag tests and mixpanel-python's
+# test_mixpanel.py against segment_clone (downloads them into .compat/); then the differential
+# run: the same generated calls through both libraries and through us (installed into
+# .compat/venv-upstream).
 compat: $(STAMP)
 	$(BIN)/python tests/compat/upstream.py
+	$(BIN)/python tests/compat/mixpanel_flags.py
+	$(BIN)/python tests/compat/mixpanel_suite.py
+	$(BIN)/python tests/compat/differential.py
 
 # A peer SDK in a virtualenv of its own, so that no two SDKs ever share an interpreter; a new pin
 # makes a new stamp, which rebuilds the virtualenv from scratch (and drops the old pin's stamp).

@@ -1,12 +1,14 @@
 """The sink's ceiling: how many events per second it can ingest at most, measured in the same run.
 
 A raw keep-alive client replays one pre-encoded ``/v1/batch`` request of 100 events (the SDKs'
-batch size) as fast as the sink answers, one request in flight as with one consumer thread. The
-request is built once, so the client's own cost per batch is a ``sendall`` and a ``recv``: what
-is measured is the sink (HTTP parsing, gunzip, JSON, counting), which bounds any SDK posting to
-it. ``run.py`` runs this in its own process while nothing else of the benchmark runs. It times
-``--bursts`` bursts of 20,000 events and prints the best burst's rate (the most the sink can do;
-on a shared machine the others are what other work left of it) and the median, as one JSON line.
+batch size), or with ``--wire mixpanel`` one ``/track`` request of 50 events as a JSON array
+(what ``AsyncBufferedConsumer`` posts), as fast as the sink answers, one request in flight as
+with one consumer thread. The request is built once, so the client's own cost per batch is a
+``sendall`` and a ``recv``: what is measured is the sink (HTTP parsing, gunzip, JSON, counting),
+which bounds any SDK posting to it. ``run.py`` runs this in its own process while nothing else
+of the benchmark runs. It times ``--bursts`` bursts of 20,000 events and prints the best burst's
+rate (the most the sink can do; on a shared machine the others are what other work left of it)
+and the median, as one JSON line.
 """
 
 from __future__ import annotations
@@ -24,8 +26,31 @@ from sink_client import SinkClient
 from workload import EVENT, USER_IDS, properties
 
 BATCH = 100
-BURST_BATCHES = 200
+MIXPANEL_BATCH = 50
+"""What ``AsyncBufferedConsumer`` (and upstream's ``BufferedConsumer``) put in one ``/track``."""
+BURST_EVENTS = 20_000
 WARMUP_BATCHES = 50
+
+
+def mixpanel_body() -> tuple[str, bytes, int]:
+    """50 Mixpanel events as one JSON array, the datetime as ``DatetimeSerializer`` writes it."""
+    events = [
+        {
+            "event": EVENT,
+            "properties": {
+                "token": "bench-write-key",
+                "distinct_id": USER_IDS[i],
+                "time": 1715954592.25,
+                "$insert_id": f"{i:032x}",
+                "mp_lib": "python",
+                "$lib_version": "5.4.1",
+                **properties(),
+            },
+        }
+        for i in range(MIXPANEL_BATCH)
+    ]
+    body = json.dumps(events, default=lambda value: value.strftime("%Y-%m-%dT%H:%M:%S"))
+    return "/track?verbose=1&ip=0", body.encode(), MIXPANEL_BATCH
 
 
 def batch_body() -> bytes:
@@ -47,9 +72,9 @@ def batch_body() -> bytes:
     return json.dumps(batch, default=lambda value: value.isoformat()).encode()
 
 
-def request_bytes(host: str, body: bytes, compressed: bool) -> bytes:
+def request_bytes(host: str, target: str, body: bytes, compressed: bool) -> bytes:
     headers = [
-        "POST /v1/batch HTTP/1.1",
+        f"POST {target} HTTP/1.1",
         f"Host: {host}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
@@ -76,10 +101,14 @@ def read_response(sock: socket.socket, pending: bytearray) -> None:
     del pending[: end + 4 + length]
 
 
-def measure(url: str, bursts: int, compressed: bool) -> dict[str, float]:
+def measure(url: str, bursts: int, compressed: bool, wire: str) -> dict[str, float]:
     parts = urlsplit(url)
-    body = batch_body()
-    request = request_bytes(parts.netloc, gzip.compress(body) if compressed else body, compressed)
+    target, body, batch = (
+        mixpanel_body() if wire == "mixpanel" else ("/v1/batch", batch_body(), BATCH)
+    )
+    data = gzip.compress(body) if compressed else body
+    request = request_bytes(parts.netloc, target, data, compressed)
+    burst_batches = BURST_EVENTS // batch
     sink = SinkClient(url)
     rates = []
     with socket.create_connection((parts.hostname, parts.port)) as sock:
@@ -91,11 +120,11 @@ def measure(url: str, bursts: int, compressed: bool) -> dict[str, float]:
         sink.reset()
         for _ in range(bursts):
             t0 = time.perf_counter()
-            for _ in range(BURST_BATCHES):
+            for _ in range(burst_batches):
                 sock.sendall(request)
                 read_response(sock, pending)
-            rates.append(BURST_BATCHES * BATCH / (time.perf_counter() - t0))
-    sink.wait_for(bursts * BURST_BATCHES * BATCH)
+            rates.append(burst_batches * batch / (time.perf_counter() - t0))
+    sink.wait_for(bursts * burst_batches * batch)
     return {
         "events_per_s": max(rates),
         "median_events_per_s": statistics.median(rates),
@@ -108,8 +137,9 @@ def main() -> int:
     parser.add_argument("--host", required=True, help="the sink's base URL")
     parser.add_argument("--gzip", action="store_true")
     parser.add_argument("--bursts", type=int, default=10)
+    parser.add_argument("--wire", choices=("segment", "mixpanel"), default="segment")
     args = parser.parse_args()
-    print(json.dumps(measure(args.host, args.bursts, args.gzip)))
+    print(json.dumps(measure(args.host, args.bursts, args.gzip, args.wire)))
     return 0
 
 

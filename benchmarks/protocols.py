@@ -3,8 +3,9 @@ answer so that the SDK counts the batch as delivered.
 
 Only what the pinned SDKs post (see the Makefile): Segment and RudderStack ``/v1/batch`` and
 PostHog's default capture ``/batch/`` are ``{"batch": [...]}`` JSON; Mixpanel ``/track`` and
-``/engage`` are a form whose ``data`` field is a JSON array, and its SDKs (upstream's and the
-facade's) ask for ``verbose=1`` and check the ``status`` of the answer. Gzip is handled by the
+``/engage`` are a form whose ``data`` field is a JSON array (upstream's and the facade's
+synchronous consumers) or that JSON array as the body (``AsyncBufferedConsumer``), and every
+Mixpanel SDK asks for ``verbose=1`` and checks the ``status`` of the answer. Gzip is handled by the
 sink from ``Content-Encoding``, before the body reaches these functions.
 """
 
@@ -28,8 +29,10 @@ def json_batch(body: bytes) -> int:
     return len(orjson.loads(body)["batch"])
 
 
-def mixpanel_form(body: bytes) -> int:
-    """Mixpanel: ``data=<JSON array>`` among other form fields."""
+def mixpanel(body: bytes) -> int:
+    """Mixpanel: a JSON array, or ``data=<JSON array>`` among other form fields."""
+    if body.startswith(b"["):
+        return len(orjson.loads(body))
     return len(orjson.loads(parse_qs(body.decode("ascii"))["data"][0]))
 
 
@@ -38,6 +41,6 @@ MIXPANEL_OK = b'{"status": 1, "error": null}'
 ROUTES = {
     "/v1/batch": Route(json_batch, b"{}"),
     "/batch/": Route(json_batch, b"{}"),
-    "/track": Route(mixpanel_form, MIXPANEL_OK),
-    "/engage": Route(mixpanel_form, MIXPANEL_OK),
+    "/track": Route(mixpanel, MIXPANEL_OK),
+    "/engage": Route(mixpanel, MIXPANEL_OK),
 }

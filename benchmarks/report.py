@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from results import (
     CEILING,
+    MIXPANEL_CEILING,
     Measure,
     label,
     median_of,
@@ -15,7 +16,7 @@ from results import (
     ratio,
     soak_run,
 )
-from sdks import CLONE, REFERENCE, TARGETS
+from sdks import CLONE, MIXPANEL, MIXPANEL_ASYNC, REFERENCE, TARGETS
 
 SOAK_FLAT = 0.25
 """MiB per minute: a slope under this over the soak's last 8 minutes is flat (2 MiB at most)."""
@@ -94,6 +95,31 @@ GOALS = [
 ]
 
 
+MIXPANEL_SYNC = "sc-mixpanel"
+ASYNC_GOALS = (
+    ("`track()` p50", MIXPANEL, "latency", "latency", "track_p50_us", "<=", 0.35),
+    ("`track()` p99", MIXPANEL, "latency", "latency", "track_p99_us", "<=", 0.05),
+    ("events/s, 1 thread", MIXPANEL, "throughput-1", "throughput-1", "events_per_s", ">=", 3),
+    ("share of the Mixpanel ceiling", CEILING, "throughput-1", MIXPANEL_CEILING, "events_per_s",
+     ">=", 0.4),
+    ("CPU per event", MIXPANEL, "throughput-1", "throughput-1", "cpu_s_per_100k", "<=", 0.35),
+)  # fmt: skip
+MIXPANEL_GOALS = [
+    *(
+        Goal(f"Async: {text}", *_both(MIXPANEL_ASYNC, den, a, b, f), op, bound, (False,))
+        for text, den, a, b, f, op, bound in ASYNC_GOALS
+    ),
+    Goal(
+        "Buffered: `track()` p50",
+        *_both(MIXPANEL_SYNC, MIXPANEL, "latency", "latency", "track_p50_us"),
+        "<=",
+        0.6,
+        (False,),
+    ),
+]
+"""Issue 21's targets: the facade against mixpanel's ``BufferedConsumer`` in the same run."""
+
+
 def met(value: float | None, op: str, threshold: float) -> str:
     if value is None:
         return ""
@@ -112,10 +138,12 @@ def table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def goals_table(results: dict[str, Any]) -> list[str]:
+def goals_table(
+    results: dict[str, Any], goals: list[Goal] = GOALS, subject: str = "segment_clone"
+) -> list[str]:
     rows = []
     events = results["meta"]["events"]
-    for goal in GOALS:
+    for goal in goals:
         digits = FORMATS[goal.num.field]
         for gzip in goal.gzip:
             nums, dens = per_round(results, goal.num, gzip), per_round(results, goal.den, gzip)
@@ -134,7 +162,7 @@ def goals_table(results: dict[str, Any]) -> list[str]:
                 ]
             )
     soak = soak_run(results)
-    if soak:
+    if soak and goals is GOALS:
         slope = soak["rss_slope_mib_per_min"]
         rows.append(
             [
@@ -148,7 +176,7 @@ def goals_table(results: dict[str, Any]) -> list[str]:
                 met(abs(slope), "<=", SOAK_FLAT),
             ]
         )
-    header = ["target", "gzip", "segment_clone", "against", "ratio", "per round", "goal", ""]
+    header = ["target", "gzip", subject, "against", "ratio", "per round", "goal", ""]
     return table(header, rows, "llrrrrll")
 
 
@@ -380,15 +408,18 @@ def mixpanel_table(results: dict[str, Any]) -> list[str]:
 
 def ceiling_table(results: dict[str, Any]) -> list[str]:
     rows = []
-    for gzip in (False, True):
-        m = Measure(CEILING, "ceiling", "events_per_s")
+    for wire, scenario, gzip in (
+        ("Segment `/v1/batch`, 100 events", "ceiling", False),
+        ("Segment `/v1/batch`, 100 events", "ceiling", True),
+        ("Mixpanel `/track` JSON, 50 events", MIXPANEL_CEILING, False),
+    ):
+        m = Measure(CEILING, scenario, "events_per_s")
         rounds = ", ".join(num(v, 0) for v in per_round(results, m, gzip))
         size = median_of(results, m._replace(field="body_bytes"), gzip)
-        rows.append(
-            ["on" if gzip else "off", num(median_of(results, m, gzip), 0), rounds, num(size, 0)]
-        )
-    header = ["gzip", "events/s, best burst", "per round", "request bytes (100 events)"]
-    return table(header, rows, "lrrr")
+        best = num(median_of(results, m, gzip), 0)
+        rows.append([wire, "on" if gzip else "off", best, rounds or "-", num(size, 0)])
+    header = ["request", "gzip", "events/s, best burst", "per round", "request bytes"]
+    return table(header, rows, "llrrr")
 
 
 def soak_lines(results: dict[str, Any]) -> list[str]:
@@ -430,7 +461,8 @@ METHOD = [
     "of each round (each round runs every SDK once, in an order that rotates).",
     "- **Sink ceiling**: `ceiling.py` replays one pre-encoded 100-event `/v1/batch` request "
     "over one keep-alive connection as fast as the sink answers, with no SDK running; the best "
-    "of 10 bursts of 20,000 events, each round.",
+    "of 10 bursts of 20,000 events, each round. For Mixpanel (`--wire mixpanel`) the request is "
+    "what `AsyncBufferedConsumer` sends: `/track`, a JSON array of 50 events.",
     "- **4 threads**: the same events split over 4 producer threads released by a barrier.",
     "- **Peak RSS queued** (first round only: it barely varies): the SDK posts to a socket "
     "that never answers, so every event stays queued (queues sized to hold them all); "
@@ -460,7 +492,15 @@ def render(results: dict[str, Any]) -> str:
         ["### The durable spool", "", *spool_table(results)],
         ["### Two consumer threads (`thread=2`), 1 producer", "", *consumers_table(results)],
         ["### One `before_send` hook", "", *hook_table(results)],
-        ["### Mixpanel: the facade against `mixpanel`", "", *mixpanel_table(results)],
+        [
+            "### Mixpanel: the facade against `mixpanel`",
+            "",
+            *mixpanel_table(results),
+            "",
+            "Targets (issue 21):",
+            "",
+            *goals_table(results, MIXPANEL_GOALS, "facade"),
+        ],
         ["### Sink ceiling", "", *ceiling_table(results)],
         ["### Soak", "", *soak_lines(results)],
         ["### Method", "", *METHOD, f"- **Queue full**: {queue_policy}"],
@@ -477,6 +517,13 @@ def readme_block(results: dict[str, Any]) -> str:
             "\n".join(goals_table(results)),
             "\n".join(["Every SDK, gzip off:", "", *sdk_table(results, False)]),
             "\n".join(["Every SDK, gzip on:", "", *sdk_table(results, True)]),
+            "\n".join(
+                [
+                    "The Mixpanel facade against mixpanel's `BufferedConsumer` (issue 21):",
+                    "",
+                    *goals_table(results, MIXPANEL_GOALS, "facade"),
+                ]
+            ),
             "![make bench](assets/bench-chart.svg)",
         ]
     )

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple
 from sdks import CLONE, TARGETS
 
 CEILING = "sink-ceiling"
+MIXPANEL_CEILING = "ceiling-mixpanel"
+"""The ceiling's scenario for Mixpanel's JSON ``/track`` (``ceiling.py --wire mixpanel``)."""
 
 
 class Measure(NamedTuple):

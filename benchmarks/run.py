@@ -31,8 +31,8 @@ from typing import Any
 from driver import QUEUE_FULL_WAIT
 from publish import publish
 from report import render
-from results import CEILING, key
-from sdks import CLONE, REFERENCE, TARGETS
+from results import CEILING, MIXPANEL_CEILING, key
+from sdks import CLONE, MIXPANEL_ASYNC, REFERENCE, TARGETS
 from sink import running_sink
 
 HERE = Path(__file__).resolve().parent
@@ -96,14 +96,30 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed calls before them (1,000)")
     parser.add_argument("--out", type=Path, help="benchmarks/results (quick: .bench/quick)")
     parser.add_argument("--readme", type=Path, help="page whose table to rewrite")
+    parser.add_argument(
+        "--sdks",
+        type=lambda text: tuple(text.split(",")),
+        help=f"a subset to run, comma-separated (written to .bench/subset): {', '.join(TARGETS)}",
+    )
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: tuple(text.split(",")),
+        help=f"a subset to run, comma-separated: {', '.join(SCENARIOS)}",
+    )
     args = parser.parse_args()
+    unknown = set(args.sdks or ()) - set(TARGETS) | set(args.scenarios or ()) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown: {', '.join(sorted(unknown))}")
     quick = args.quick
     args.rounds = 1 if quick else args.rounds
     args.events = args.events or (20_000 if quick else 100_000)
     args.samples = args.samples or (2_000 if quick else 5_000)
     args.warmup = args.warmup or (500 if quick else 1_000)
-    args.out = args.out or (ROOT / ".bench/quick" if quick else HERE / "results")
-    args.readme = args.readme or (None if quick else ROOT / "docs" / "performance.md")
+    partial = bool(args.sdks or args.scenarios)  # never rewrites the published results
+    args.out = args.out or (
+        ROOT / ".bench/quick" if quick else ROOT / ".bench/subset" if partial else HERE / "results"
+    )
+    args.readme = args.readme or (None if quick or partial else ROOT / "docs" / "performance.md")
     if args.samples + args.warmup > 10_000:
         parser.error("--samples + --warmup must stay under the default queue size (10,000)")
     return args
@@ -151,6 +167,11 @@ def describe(result: dict[str, Any]) -> str:
     return text
 
 
+def first(runs: dict[str, list[Any]]) -> dict[str, Any]:
+    """An SDK's first run, for what every run reports alike (version, Python)."""
+    return next(iter(runs.values()))[0]
+
+
 def rotated(sdks: tuple[str, ...], r: int) -> list[str]:
     return list(sdks[r % len(sdks) :] + sdks[: r % len(sdks)])
 
@@ -175,11 +196,22 @@ def main() -> int:
                 cmd = [sys.executable, str(HERE / "ceiling.py"), "--host", url]
                 cmd += ["--gzip"] if gzip else []
                 record(CEILING, key("ceiling", gzip), cmd, label)
+            if MIXPANEL_ASYNC in (args.sdks or TARGETS):
+                cmd = [
+                    sys.executable,
+                    str(HERE / "ceiling.py"),
+                    "--host",
+                    url,
+                    "--wire",
+                    "mixpanel",
+                ]
+                record(CEILING, key(MIXPANEL_CEILING, False), cmd, label)
             for name, scenario in SCENARIOS.items():
-                if r and not scenario.every_round:
+                if (r and not scenario.every_round) or name not in (args.scenarios or SCENARIOS):
                     continue
+                chosen = tuple(sdk for sdk in scenario.sdks if sdk in (args.sdks or TARGETS))
                 for gzip in scenario.gzip:
-                    for sdk in rotated(scenario.sdks, r):
+                    for sdk in rotated(chosen, r):
                         if gzip and not TARGETS[sdk].gzip:
                             continue
                         cmd = driver_cmd(sdk, scenario, gzip, url, args)
@@ -198,8 +230,8 @@ def main() -> int:
             "warmup": args.warmup,
             "seconds": round(time.monotonic() - started, 1),
             "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "versions": {sdk: runs[sdk]["latency/gzip-off"][0]["version"] for sdk in sdks},
-            "python": runs[CLONE]["latency/gzip-off"][0]["python"],
+            "versions": {sdk: first(runs[sdk])["version"] for sdk in sdks},
+            "python": first(runs[sdks[0]])["python"],
             "queue_full_policy": QUEUE_FULL_POLICY,
             "soak": {"seconds": args.soak_seconds, "rate": args.soak_rate} if soak else None,
         },

@@ -169,6 +169,8 @@ class Target:
 
 CLONE = "segment_clone"
 REFERENCE = "analytics-python"
+MIXPANEL = "mixpanel"
+MIXPANEL_ASYNC = "sc-mixpanel-async"
 TARGETS = {
     t.name: t
     for t in (

@@ -3,7 +3,9 @@
 Starts ``python -m segment_clone.collector`` on a free port with a fresh database in a
 temporary folder, failing 20 % of requests with 503 so that retries happen. Runs
 ``quickstart.py`` and ``multithreaded.py`` against it, stops the collector, and compares the
-messageIds each example's SDK accepted with the ones the collector stored. Exits 1 if any
+messageIds each example's SDK accepted with the ones the collector stored. The collector also
+serves the Mixpanel feature flags of ``feature_flags.json``, which ``feature_flags.py``
+evaluates locally and remotely; the exposure events it sent must all be stored. Exits 1 if any
 message was lost.
 """
 
@@ -32,6 +34,7 @@ def start_collector(db: Path) -> tuple[subprocess.Popen[str], str]:
         [
             sys.executable, "-m", "segment_clone.collector", "--port", "0", "--db", str(db),
             "--write-key", WRITE_KEY, "--fail-rate", str(FAIL_RATE), "--fail-status", "503",
+            "--flags", str(HERE / "feature_flags.json"),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -48,6 +51,7 @@ def run_example(name: str, url: str, report: Path) -> dict[str, Any]:
     env = {
         **os.environ,
         "SEGMENT_HOST": url,
+        "MIXPANEL_API_HOST": url,
         "SEGMENT_WRITE_KEY": WRITE_KEY,
         "SEGMENT_DEMO_REPORT": str(report),
     }
@@ -69,7 +73,10 @@ def main() -> int:
         try:
             print(f"collector: {url}, database {db}, failing {FAIL_RATE:.0%} of requests (503)")
             reports = [run_example(name, url, Path(tmp) / f"{name}.json") for name in EXAMPLES]
-            stored = get(f"{url}/api/events")["events"]
+            print()
+            flags = run_example("feature_flags.py", url, Path(tmp) / "feature_flags.json")
+            stored = get(f"{url}/api/events?source=segment")["events"]
+            exposures = get(f"{url}/api/events?source=mixpanel&event=%24experiment_started")
             stats = get(f"{url}/api/stats")
         finally:
             collector.send_signal(signal.SIGTERM)
@@ -89,12 +96,14 @@ def main() -> int:
     print(f"duplicates  {stats['duplicates']} (refused by messageId)")
     print(f"lost        {len(lost)}")
     print(f"faults      {stats['faults']['injected']} injected, {retried} retries by the SDK")
+    print(f"flags       {flags['exposures']} exposure events sent, {exposures['total']} stored")
     print(f"elapsed     {elapsed:.2f} s")
     if unexpected:
         print(f"unexpected  {len(unexpected)} stored messages that no example sent")
     if collector.returncode != 0:
         print(f"the collector exited with status {collector.returncode}")
     ok = not lost and not unexpected and collector.returncode == 0
+    ok = ok and exposures["total"] == flags["exposures"]
     print("OK: every message arrived exactly once" if ok else "FAILED")
     return 0 if ok else 1
 

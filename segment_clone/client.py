@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from . import aio, lifecycle, reentry, scopes, serverless
+from . import aio, lifecycle, reentry, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
 from .encoding import decode_message, encode_message
@@ -29,7 +29,7 @@ from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
 from .request import post
 from .runtime import Runtime, process_lock
-from .scopes import Scope
+from .scopes import Scope, current_frame
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
 from .uploader import (
@@ -450,10 +450,12 @@ class Client:
             require("context", context, dict)
         if type(msg["integrations"]) is not dict:
             require("integrations", msg["integrations"], dict)
-        frame = scopes._CURRENT.get()
-        if frame is not None:
-            context = frame.apply(msg, context)
-        msg["context"] = {**context, "library": LIBRARY.copy()}
+        frame = current_frame()
+        if frame is None:
+            msg["context"] = {**context, "library": LIBRARY.copy()}
+        else:
+            frame.apply(msg)
+            msg["context"] = {**frame.context, **context, "library": LIBRARY.copy()}
         user_id = msg["userId"]
         if user_id is not None and type(user_id) is not str:
             msg["userId"] = str(user_id)
@@ -804,6 +806,8 @@ class Client:
             consumers = [*(rt.consumers or []), *rt.retired]
         in_flight = [m for c in consumers for m in c.in_flight]
         self._settle(rt, rt.queue.take_all(), in_flight)
+        if self._spool is not None:  # its logs cut to their lines; nothing left if all finished
+            self._spool.close(keep_locks=True)
 
     def _deliver_here(self, rt: Runtime, deadline: float) -> None:
         """Send what is queued from the calling (exiting) thread until ``deadline``; each
@@ -826,23 +830,25 @@ class Client:
         """Account for what is left at exit: ``queued`` (taken off the queue) and the batches
         stuck in a request: kept in the spool for the next run, or reported."""
         leftovers = queued + in_flight
-        if leftovers and self._spool is not None:
+        spool = self._spool
+        lost = leftovers if spool is None else spool.unspooled(leftovers)
+        if spool is not None and len(lost) < len(leftovers):
             self.log.warning(
                 "%d message(s) not delivered within shutdown_timeout=%ss kept in the spool %s "
                 "for the next run",
-                len(leftovers),
+                len(leftovers) - len(lost),
                 self.shutdown_timeout,
-                self._spool.path,
+                spool.path,
             )
-        elif leftovers:
+        if lost:  # no spool, or one that could not hold them (see docs/spool-faults.md)
             rt.reporter.report(
                 "shutdown",
                 MessageDropped(
                     "shutdown",
-                    f"{len(leftovers)} message(s) not delivered within "
+                    f"{len(lost)} message(s) not delivered within "
                     f"shutdown_timeout={self.shutdown_timeout}s at interpreter exit",
                 ),
-                leftovers,
+                lost,
             )
         rt.queue.task_done(len(queued))
 
@@ -872,11 +878,13 @@ def _require_ids(user_id: Any, anonymous_id: Any) -> None:
     """At least one of the ids, as a number, str or UUID (falsy ids are refused, as upstream),
     unless both are omitted inside a scope that has an identity."""
     value = user_id or anonymous_id
-    if type(value) is not str and not isinstance(value, _ID_OR_UUID):
-        if user_id is None and anonymous_id is None:
-            frame = scopes._CURRENT.get()
-            if frame is not None and frame.has_identity():
-                return
+    if type(value) is str:
+        return
+    if user_id is None and anonymous_id is None:  # before isinstance: an ABC check is slow
+        frame = current_frame()
+        if frame is not None and frame.has_identity():
+            return
+    if not isinstance(value, _ID_OR_UUID):
         require("user_id or anonymous_id", value, _ID_OR_UUID)
 
 

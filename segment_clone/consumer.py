@@ -191,13 +191,18 @@ class Consumer(Uploader, Thread):
             source.requeue(batch)
             return False
         if delivered:
-            self.stats.add("delivered", len(batch))
+            self.stats.add("delivered", self._delivered(batch))
         try:
             if self.spool is not None:
                 self.spool.remove(batch)
         finally:
             source.task_done(len(batch))  # whatever the disk says: the batch's fate is decided
         return delivered
+
+    def _delivered(self, batch: list[Any]) -> int:
+        """How many of a delivered ``batch`` count as delivered: all of them, unless a
+        subclass's ``_send`` reported some of them as refused one by one."""
+        return len(batch)
 
     def _send(self, batch: list[Any], retry_count: int) -> Any:
         with while_answer_pending(self._look_ahead):

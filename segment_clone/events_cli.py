@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
+from .collector.guard import TOKEN_ENV
 from .collector.server import DEFAULT_DB
 from .collector.store import EventStore, Query
 
@@ -140,9 +142,12 @@ class Remote:
         self._conn = http.client.HTTPConnection(
             parts.hostname, parts.port or 80, timeout=FOLLOW_WAIT + 30
         )
+        # the debugger's token, beyond loopback: from the URL the collector printed, or the env
+        token = parse_qs(parts.query).get("token", [os.environ.get(TOKEN_ENV, "")])[0]
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def get(self, path: str, params: dict[str, Any]) -> Any:
-        self._conn.request("GET", f"{path}?{urlencode(params)}")
+        self._conn.request("GET", f"{path}?{urlencode(params)}", headers=self._headers)
         response = self._conn.getresponse()
         body = orjson.loads(response.read())
         if response.status != 200:

@@ -30,7 +30,15 @@ class Frame:
     """The merged values of the innermost scope and those around it; immutable once built,
     except that a lazy user id is resolved once."""
 
-    __slots__ = ("_resolver", "anonymous_id", "context", "integrations", "properties", "user_id")
+    __slots__ = (
+        "_resolver",
+        "anonymous_id",
+        "context",
+        "integrations",
+        "previous",
+        "properties",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -40,6 +48,7 @@ class Frame:
         properties: dict[str, Any],
         integrations: dict[str, Any],
         resolver: Resolver | None = None,
+        previous: Frame | None = None,
     ) -> None:
         self.user_id = user_id
         self.anonymous_id = anonymous_id
@@ -47,6 +56,8 @@ class Frame:
         self.properties = properties
         self.integrations = integrations
         self._resolver = resolver
+        self.previous = previous
+        """What was active when this frame was entered: what leaving it restores."""
 
     def resolve(self) -> None:
         """Run the lazy user id resolver, once; a resolver that fails gives no user id."""
@@ -66,11 +77,13 @@ class Frame:
         return self.user_id
 
     def has_identity(self) -> bool:
-        self.resolve()
+        if self._resolver is not None:
+            self.resolve()
         return self.user_id is not None or self.anonymous_id is not None
 
-    def apply(self, msg: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        """Fill ``msg`` from the scope; returns the merged context (the call's keys win).
+    def apply(self, msg: dict[str, Any]) -> None:
+        """Fill ``msg``'s ids, ``properties`` and ``integrations`` from the scope (the call's
+        keys win); the caller merges ``context`` while it adds the library.
 
         A call that names no identity takes the scope's. A call that names one keeps only what
         it names, so an event about another user never carries this request's anonymous id;
@@ -94,15 +107,24 @@ class Frame:
             msg["properties"] = {**self.properties, **msg["properties"]}
         if self.integrations:
             msg["integrations"] = {**self.integrations, **msg["integrations"]}
-        return {**self.context, **context} if self.context else context
 
 
 _CURRENT: ContextVar[Frame | None] = ContextVar("segment_clone_scope", default=None)
 
 
-def current() -> Frame | None:
-    """The active scope's frame, or None outside any scope."""
-    return _CURRENT.get()
+current_frame = _CURRENT.get
+"""The active scope's frame, or None outside any scope: a bound method, the cheapest call there
+is, since ``track()`` makes it on every message."""
+
+
+def enter(frame: Frame) -> Token[Frame | None]:
+    """Make ``frame`` active until ``leave`` (for hooks that run around someone else's code,
+    such as Celery's task signals)."""
+    return _CURRENT.set(frame)
+
+
+def leave(token: Token[Frame | None]) -> None:
+    _CURRENT.reset(token)
 
 
 class Scope:
@@ -113,7 +135,7 @@ class Scope:
     by key; nested scopes inherit from the enclosing one unless ``fresh``. Built on
     ``contextvars``, so asyncio tasks inherit it, and a thread carries it with
     ``contextvars.copy_context().run``. ``user_id_resolver`` gives the user id lazily, when a
-    message first needs it. Reusable; as a decorator, safe from many threads and tasks at once.
+    message first needs it. Reusable, and safe to enter from many threads and tasks at once.
     """
 
     def __init__(
@@ -141,11 +163,11 @@ class Scope:
         self._integrations = integrations or _EMPTY
         self._fresh = fresh
         self._resolver = user_id_resolver
-        self._tokens: list[Token[Frame | None]] = []
 
     def frame(self) -> Frame:
         """This scope merged with the active one (unless ``fresh``): its values win."""
-        outer = None if self._fresh else _CURRENT.get()
+        previous = _CURRENT.get()
+        outer = None if self._fresh else previous
         if outer is None:
             outer = Frame(None, None, _EMPTY, _EMPTY, _EMPTY)
         resolver = self._resolver
@@ -160,6 +182,7 @@ class Scope:
             _merge(outer.properties, self._properties),
             _merge(outer.integrations, self._integrations),
             resolver,
+            previous,
         )
 
     def activate(self) -> None:
@@ -168,11 +191,14 @@ class Scope:
         _CURRENT.set(self.frame())
 
     def __enter__(self) -> Scope:
-        self._tokens.append(_CURRENT.set(self.frame()))
+        _CURRENT.set(self.frame())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        _CURRENT.reset(self._tokens.pop())
+        """Restore what was active on entry. The frame remembers it, not this object, so one
+        ``Scope`` can be entered by many threads and tasks at once."""
+        frame = _CURRENT.get()
+        _CURRENT.set(None if frame is None else frame.previous)
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):

@@ -38,6 +38,7 @@ import fcntl
 import logging
 import mmap
 import os
+import shutil
 import sqlite3
 import struct
 import threading
@@ -66,7 +67,7 @@ class SpoolFull(Exception):
 
 class _Owner:
     """A directory of segments and the ``flock`` that makes it ours: this process's own, or a
-    dead process's that we adopted."""
+    dead process's that we adopted. Guarded by its ``Spool``'s lock, as ``_Segment`` is."""
 
     def __init__(self, path: Path, lock_fd: int) -> None:
         self.path = path
@@ -155,6 +156,8 @@ class Spool:
         self._fds: list[int] = []
         """The descriptors held (owners' locks, the active log), closed when this spool is."""
         self._release = weakref.finalize(self, _close_all, self._fds)
+        self._release.atexit = False  # the locks are held until the process is gone: at
+        # interpreter exit the exit hook is still delivering, and acknowledging, after atexit
         self._owners: list[_Owner] = []
         """Owners whose segments we hold: ours (last, once the first message is added) and
         the adopted ones not yet finished."""
@@ -169,7 +172,8 @@ class Spool:
 
     @property
     def size(self) -> int:
-        """Bytes of messages in the spool that are not yet finished."""
+        """Bytes of messages in the spool that are not yet finished (read without the lock:
+        one int, at worst a moment old)."""
         return self._size
 
     def add(self, data: bytes) -> None:
@@ -184,7 +188,7 @@ class Spool:
 
     def _guarded(self, call: Callable[[_T], None], arg: _T) -> None:
         """``call(arg)`` under the lock; deferred instead when a signal handler calls it on a
-        thread that is inside ``add`` or ``remove`` already."""
+        thread that is inside the spool already (``add``, ``remove``, adoption or ``close``)."""
         with self._lock:
             if self._busy:
                 self._deferred.append(partial(call, arg))
@@ -271,13 +275,21 @@ class Spool:
         self._log_end = 0
 
     def _become_owner(self) -> None:
+        """Make this process's owner directory, locked before any other client can see it:
+        made under a hidden name (adoption skips those), locked, then renamed into place."""
         name = f"{os.getpid()}-{os.urandom(6).hex()}"
+        hidden = self.path / f".{name}"
         path = self.path / name
-        path.mkdir()
+        hidden.mkdir()
         try:
-            fd = _lock(path / "lock")
+            fd = _lock(hidden / "lock")
         except OSError:
-            path.rmdir()
+            shutil.rmtree(hidden, ignore_errors=True)
+            raise
+        try:
+            hidden.rename(path)
+        except OSError:
+            _remove_owner(hidden, fd)
             raise
         self._fds.append(fd)
         self._owners.append(_Owner(path, fd))
@@ -300,6 +312,8 @@ class Spool:
             try:
                 deleted = segment.settle()
             except _GONE as e:
+                if self._closed:
+                    continue  # its messages stay for the next client, as far as they can
                 self._rebuild(e, [])
                 return
             except OSError as e:
@@ -312,7 +326,7 @@ class Spool:
                 self._failing = e
                 continue
             self._owed.discard(segment)
-            if deleted:
+            if deleted and not self._closed:  # closed: its descriptors are closed already
                 self._forget_segment(segment)
         if not self._owed and self._failing is not None:
             self._logger.info("the spool %s is written to again", self.path)
@@ -372,32 +386,37 @@ class Spool:
     def adopt_orphans(self) -> list[bytes]:
         """Take over the segments of owners that are no longer alive, and return their
         unfinished messages, oldest first. From then on they are this client's to finish."""
-        with self._lock:
-            orphans: list[bytes] = []
-            for path in sorted(self.path.iterdir(), key=_age):
-                if path.name == self.owner or not path.is_dir():
-                    continue
-                try:
-                    fd = _lock(path / "lock")
-                except BlockingIOError:
-                    continue  # its process is alive
-                self._fds.append(fd)
-                owner = _Owner(path, fd)
-                self._owners.insert(0, owner)  # ours, if any, stays last
-                orphans += self._adopt(owner)
-                if not owner.segments:  # no segment at all
-                    self._owners.remove(owner)
-                    self._fds.remove(fd)
-                    _remove_owner(path, fd)
-            self._settle()
-            return orphans
+        orphans: list[bytes] = []
+        self._guarded(self._adopt_orphans, orphans)
+        return orphans
 
-    def _adopt(self, owner: _Owner) -> list[bytes]:
+    def _adopt_orphans(self, orphans: list[bytes]) -> None:
+        for path in sorted(self.path.iterdir(), key=_age):
+            if path.name == self.owner or path.name.startswith(".") or not path.is_dir():
+                continue  # ours, one being made (see _become_owner), or not an owner
+            try:
+                fd = _lock(path / "lock")
+            except OSError:
+                continue  # its process is alive (or another client just removed it)
+            try:
+                logs = _read_logs(path)
+            except OSError:  # removed meanwhile, or unreadable now: the next client's
+                os.close(fd)
+                continue
+            if not logs:
+                _remove_owner(path, fd)
+                continue
+            self._fds.append(fd)
+            owner = _Owner(path, fd)
+            self._owners.insert(0, owner)  # ours, if any, stays last
+            orphans += self._adopt(owner, logs)
+        self._settle()
+
+    def _adopt(self, owner: _Owner, logs: list[_Read]) -> list[bytes]:
         found: list[bytes] = []
-        for log in sorted(owner.path.glob("*.log"), key=lambda p: int(p.stem)):
+        for log, acknowledged, lines in logs:
             segment = _Segment(log, owner)
-            acknowledged = _acknowledged(segment.ack)
-            for offset, data in _lines(log):
+            for offset, data in lines:
                 if offset not in acknowledged:
                     self._places[id(data)] = (segment, offset, data)
                     segment.unfinished += 1
@@ -445,18 +464,24 @@ class Spool:
         self._release()
         self._reset()
 
-    def close(self) -> None:
+    def close(self, keep_locks: bool = False) -> None:
         """Release the spool; unfinished messages stay for the next client to adopt, and an
-        owner with none is removed. ``add`` is refused from now on."""
-        with self._lock:
-            self._closed = True
-            if self._map is not None:
-                self._seal_active()
-            self._settle()
-            if self.owner is not None and not self._places:
-                own = self._owners.pop()
-                self._fds.remove(own.lock_fd)
-                _remove_owner(own.path, own.lock_fd)
+        owner with none is removed. ``add`` is refused from now on. ``keep_locks`` (at
+        interpreter exit) holds the locks of unfinished messages until the process is gone:
+        a batch still in a request must not be adopted by another client meanwhile."""
+        self._guarded(self._close, keep_locks)
+
+    def _close(self, keep_locks: bool) -> None:
+        if self._map is not None:
+            self._seal_active()
+        self._settle()
+        if self.owner is not None and not self._places:
+            own = self._owners.pop()
+            self._fds.remove(own.lock_fd)
+            _remove_owner(own.path, own.lock_fd)
+            self.owner = None
+        self._closed = True  # a signal handler's add deferred until now is refused, too
+        if not keep_locks:
             self._release()
 
 
@@ -503,6 +528,16 @@ def _acknowledged(ack: Path) -> set[int]:
     return {offset for (offset,) in _OFFSET.iter_unpack(raw[:whole])}
 
 
+_Read = tuple[Path, set[int], list[tuple[int, bytes]]]
+"""A log, the offsets acknowledged in its ack log, and its lines."""
+
+
+def _read_logs(owner: Path) -> list[_Read]:
+    """Every log of ``owner``, oldest first, read before anything of it is adopted."""
+    logs = sorted((p for p in owner.glob("*.log") if p.stem.isdigit()), key=lambda p: int(p.stem))
+    return [(log, _acknowledged(log.with_suffix(".ack")), _lines(log)) for log in logs]
+
+
 def _lines(log: Path) -> list[tuple[int, bytes]]:
     """``(offset, message)`` for each complete line; a last line cut short is not a message,
     and the reserved zeros after the last line are none (JSON text holds no zero byte). The
@@ -521,9 +556,13 @@ def _lines(log: Path) -> list[tuple[int, bytes]]:
 
 
 def _remove_owner(owner: Path, lock_fd: int) -> None:
-    """Delete what is left of an owner's directory, then let go of its lock."""
+    """Delete what is left of an owner's directory, then let go of its lock. Logs go before
+    their acknowledgements, and the lock file last: a client that locks a new ``lock`` in
+    the meantime must find no log without its acknowledgements (it would send them again)."""
     try:
-        for leftover in owner.iterdir():
+        for leftover in sorted(
+            owner.iterdir(), key=lambda p: (p.name == "lock", p.suffix != ".log")
+        ):
             leftover.unlink(missing_ok=True)
         owner.rmdir()
     except OSError:

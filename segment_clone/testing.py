@@ -13,6 +13,10 @@ Installed with the package; nothing to configure:
 database. ``analytics_capture`` also points ``segment_clone.default_client`` at it, and flushes
 and restores the previous module settings at teardown.
 
+``mixpanel_flags`` serves Mixpanel feature-flag definitions from that collector: ``set(...)``
+or ``set_value(key, value)`` them, build the Mixpanel flag configs from ``local_config()`` or
+``remote_config()``, and read the exposures the SDK sent with ``exposures()``.
+
 With a tracking plan (``--segment-clone-plan PLAN.json``, or the ``segment_clone_plan`` ini
 key, a path relative to the ini file) the collector checks every message against it; override
 the ``segment_clone_plan`` fixture to choose a plan in code.
@@ -30,6 +34,8 @@ import segment_clone
 
 from .collector import Collector
 from .collector.plan import Plan, PlanError, load_plan
+from .mixpanel.flags.types import LocalFlagsConfig, RemoteFlagsConfig
+from .mixpanel.flags.utils import EXPOSURE_EVENT
 
 TEST_WRITE_KEY = "test-write-key"
 CAPTURE_UPLOAD_INTERVAL = 0.05
@@ -116,6 +122,58 @@ def analytics_capture(collector: Collector) -> Iterator[AnalyticsCapture]:
             client.shutdown(timeout=10)
         for name, value in saved.items():
             setattr(segment_clone, name, value)
+
+
+class MixpanelFlags:
+    """Feature-flag definitions served by the ``collector`` for one test (none at first)."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+        self.api_host = collector.url
+        """What ``LocalFlagsConfig``/``RemoteFlagsConfig`` and the consumer take as ``api_host``."""
+
+    def set(self, *flags: dict[str, Any]) -> None:
+        """Serve exactly these definitions, in the JSON shape of Mixpanel's definitions API."""
+        self.collector.flags.replace(list(flags))
+
+    def set_value(self, key: str, value: Any, context: str = "distinct_id") -> dict[str, Any]:
+        """Serve (alongside the others) a flag that gives every context ``value``: one variant,
+        ``"on"``, for everyone. Returns its definition."""
+        definition = {
+            "id": key,
+            "name": key,
+            "key": key,
+            "status": "active",
+            "project_id": 0,
+            "context": context,
+            "ruleset": {
+                "variants": [{"key": "on", "value": value, "is_control": False, "split": 1.0}],
+                "rollout": [{"rollout_percentage": 1.0}],
+            },
+        }
+        others = [f for f in self.collector.flags.document()["flags"] if f.get("key") != key]
+        self.set(*others, definition)
+        return definition
+
+    def local_config(self, **options: Any) -> LocalFlagsConfig:
+        """A ``LocalFlagsConfig`` pointed at the collector, polling off unless asked for."""
+        return LocalFlagsConfig(**{"api_host": self.api_host, "enable_polling": False, **options})
+
+    def remote_config(self, **options: Any) -> RemoteFlagsConfig:
+        """A ``RemoteFlagsConfig`` pointed at the collector."""
+        return RemoteFlagsConfig(**{"api_host": self.api_host, **options})
+
+    def exposures(self, count: int = 0, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The ``$experiment_started`` events stored, after waiting for at least ``count``."""
+        if count:
+            return self.collector.wait_for(count, timeout, event=EXPOSURE_EVENT)
+        return self.collector.events(event=EXPOSURE_EVENT)
+
+
+@pytest.fixture
+def mixpanel_flags(collector: Collector) -> MixpanelFlags:
+    """Mixpanel feature flags served by the ``collector``, set per test."""
+    return MixpanelFlags(collector)
 
 
 def _flush() -> None:

@@ -85,8 +85,13 @@ def new_message_id() -> str:
     The generator is seeded from ``os.urandom`` and reseeded in every forked child (see
     ``reseed_message_ids``), so parent and children never draw the same ids.
     """
-    h = (_ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
+    h = new_hex_id()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def new_hex_id() -> str:
+    """A random UUID4 as 32 hex digits (``uuid.uuid4().hex``), from the same generator."""
+    return (_ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET).to_bytes(16, "big").hex()
 
 
 def reseed_message_ids() -> None:

@@ -149,7 +149,7 @@ def _make_handler(server: ScriptedServer) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(raw)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            rec = Recorded("POST", self.path, headers, raw, body, time.monotonic())
+            rec = Recorded(self.command, self.path, headers, raw, body, time.monotonic())
             server.record(rec)
             reply = server.next_reply()
             if reply.hold is not None:

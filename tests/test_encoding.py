@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 
 import orjson
 import pytest
+from dateutil.zoneinfo import get_zonefile_instance
 
 from segment_clone.encoding import dumps, encode_message
 from segment_clone.request import DatetimeSerializer
@@ -92,3 +93,42 @@ def test_uuid_values_are_strings() -> None:
     u = uuid.uuid4()
     data, _ = encode_message({"u": u})
     assert json.loads(data) == {"u": str(u)}
+
+
+ODD_OFFSETS = [
+    timezone(timedelta(seconds=3661)),  # +01:01:01
+    timezone(-timedelta(seconds=2670)),  # -00:44:30, Monrovia until 1972
+    timezone(timedelta(hours=1, microseconds=5)),
+]
+
+
+@pytest.mark.parametrize("tz", ODD_OFFSETS, ids=str)
+def test_offsets_with_seconds_are_written_as_upstream_writes_them(tz: timezone) -> None:
+    value = datetime(1900, 1, 1, 12, 30, 15, 250000, tzinfo=tz)
+    data, _ = encode_message({"at": value, "nested": [{"at": value}]})
+    assert data == reference_bytes({"at": value, "nested": [{"at": value}]})
+    assert json.loads(data)["at"] == value.isoformat()
+
+
+def test_historic_zone_offsets_keep_their_seconds() -> None:
+    # Amsterdam's local mean time until 1937 (dateutil's bundled zones: no system tzdata)
+    then = datetime(1900, 1, 1, 12, tzinfo=get_zonefile_instance().get("Europe/Amsterdam"))
+    data, _ = encode_message({"then": then})
+    assert json.loads(data)["then"] == then.isoformat()
+    assert then.isoformat().count(":") == 4  # the offset has seconds
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2024, 5, 17, 14, 3, 12, 250000, tzinfo=timezone.utc),
+        datetime(2024, 5, 17, 14, 3, 12, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(2024, 5, 17, 14, 3, 12, tzinfo=get_zonefile_instance().get("Europe/Paris")),
+        datetime(2024, 5, 17, 14, 3, 12),
+        date(2024, 5, 17),
+        time(14, 3, 12, 5),
+    ],
+    ids=repr,
+)
+def test_other_dates_and_times_keep_orjsons_text(value: object) -> None:
+    assert encode_message({"v": value})[0] == b'{"v":' + orjson.dumps(value) + b"}"

@@ -244,3 +244,30 @@ def test_a_forked_child_starts_outside_the_scope() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "3"
+
+
+def test_one_scope_object_entered_by_many_threads_at_once(client: Client) -> None:
+    """A module-level scope used with ``with`` from request threads: each thread's exit
+    restores its own context, whatever the order in which they leave."""
+    shared = analytics.scope(context={"app": "shop"})
+    inside, leave_first = threading.Barrier(2), threading.Event()
+    seen: dict[str, Any] = {}
+
+    def request(user: str, first: bool) -> None:
+        with analytics.scope(user_id=user):
+            with shared:
+                inside.wait(timeout=10)
+                if not first:
+                    leave_first.wait(timeout=10)  # the other thread leaves first
+            if first:
+                leave_first.set()
+            seen[user] = client.track(event="After")[1]
+
+    threads = [threading.Thread(target=request, args=(u, u == "u1")) for u in ("u1", "u2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    for user in ("u1", "u2"):
+        assert seen[user]["userId"] == user  # back in the thread's own enclosing scope
+        assert "app" not in seen[user]["context"]

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .faults import Faults, FaultSettings
-from .guard import is_loopback
+from .flags import load_definitions
+from .guard import TOKEN_ENV, is_loopback
 from .intake import PLAN_MODES
 from .oauth import DEFAULT_TOKEN_TTL, OAuthSettings
 from .plan import Plan, PlanError, load_plan
@@ -22,7 +23,6 @@ from .server import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, Collector
 WRITE_KEY_ENV = "SEGMENT_CLONE_WRITE_KEY"
 """Write keys, comma-separated: an option's value is visible to every local user (``ps``)."""
 MIXPANEL_SECRET_ENV = "SEGMENT_CLONE_MIXPANEL_SECRET"
-TOKEN_ENV = "SEGMENT_CLONE_COLLECTOR_TOKEN"
 TOKEN_BYTES = 24
 
 
@@ -180,7 +180,15 @@ def oauth_settings(args: argparse.Namespace) -> OAuthSettings | None:
 
 
 def add_mixpanel_arguments(parser: argparse.ArgumentParser) -> None:
-    mixpanel = parser.add_argument_group("Mixpanel (POST /track, /engage, /groups, /import)")
+    mixpanel = parser.add_argument_group(
+        "Mixpanel (POST /track, /engage, /groups, /import; GET /flags/definitions, /flags)"
+    )
+    mixpanel.add_argument(
+        "--flags",
+        metavar="FLAGS_JSON",
+        help='serve these feature-flag definitions ({"flags": [...]}, the shape of'
+        " Mixpanel's definitions API) on /flags/definitions, and evaluate them on /flags",
+    )
     mixpanel.add_argument(
         "--mixpanel-secret",
         type=_non_empty,
@@ -211,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         write_keys = args.write_key or _from_env(WRITE_KEY_ENV)
         mixpanel_secret = args.mixpanel_secret or os.environ.get(MIXPANEL_SECRET_ENV) or None
         token = access_token(args)
+        flags = None if args.flags is None else load_definitions(args.flags)
     except ValueError as e:  # PlanError too
         print(f"segment-clone collector: {e}", file=sys.stderr)
         return 2
@@ -227,7 +236,11 @@ def run(args: argparse.Namespace) -> int:
             plan_mode=args.plan_mode,
             allowed_hosts=args.allowed_host,
             token=token,
+            flags=flags,
         )
+    except ValueError as e:
+        print(f"segment-clone collector: --flags: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(
             f"segment-clone collector: cannot listen on {args.host}:{args.port}: {e}",

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 FIELDS = ("fail_rate", "fail_status", "retry_after", "delay_ms")
+MAX_DELAY_MS = 60_000.0
+MAX_RETRY_AFTER = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,14 @@ class FaultSettings:
             raise ValueError(f"fail_rate must be between 0 and 1, got: {self.fail_rate!r}")
         if not 400 <= self.fail_status <= 599:
             raise ValueError(f"fail_status must be a 4xx or 5xx status, got: {self.fail_status!r}")
-        if self.retry_after is not None and self.retry_after < 0:
-            raise ValueError(f"retry_after must be >= 0, got: {self.retry_after!r}")
-        if self.delay_ms < 0:
-            raise ValueError(f"delay_ms must be >= 0, got: {self.delay_ms!r}")
+        if self.retry_after is not None and not 0 <= self.retry_after <= MAX_RETRY_AFTER:
+            raise ValueError(
+                f"retry_after must be between 0 and {MAX_RETRY_AFTER:g}, got: {self.retry_after!r}"
+            )
+        if not 0 <= self.delay_ms <= MAX_DELAY_MS:
+            raise ValueError(
+                f"delay_ms must be between 0 and {MAX_DELAY_MS:g}, got: {self.delay_ms!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ class Faults:
                 retry_after=None if merged["retry_after"] is None else float(merged["retry_after"]),
                 delay_ms=float(merged["delay_ms"]),
             )
-        except TypeError as e:
+        except (TypeError, OverflowError) as e:
             raise ValueError(str(e)) from None
         with self._lock:
             self._settings = settings

@@ -32,6 +32,8 @@ log = logging.getLogger("segment_clone.collector")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 TOKEN_COOKIE = "segment_clone_token"
+TOKEN_ENV = "SEGMENT_CLONE_COLLECTOR_TOKEN"
+"""Where the collector, and ``segment-clone events --url``, find the token when not given."""
 CORS_MAX_AGE = "600"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

@@ -26,6 +26,8 @@ MAX_PAGE_SIZE = 500
 DEFAULT_WAIT_TIMEOUT = 10.0
 MAX_WAIT_TIMEOUT = 300.0
 SOURCES = ("segment", "mixpanel")
+MAX_INTEGER = 2**62
+"""The largest integer parameter (``limit``, ``id``, ``after``...): SQLite's are 64-bit."""
 
 
 class Inspected(Protocol):
@@ -43,18 +45,21 @@ class Inspected(Protocol):
 def routes(collector: Inspected) -> list[Route]:
     store = collector.store
 
-    def wait(params: dict[str, str], matching: Query) -> None:
-        """Hold the answer while fewer than ``wait`` messages match, up to ``timeout``."""
+    def wait(request: Request, matching: Query) -> None:
+        """Hold the answer while fewer than ``wait`` messages match, up to ``timeout``, or
+        until the client goes."""
+        params = request.query
         wanted = _number(params, "wait", int, 0, None)
         timeout = _number(params, "timeout", float, 0, MAX_WAIT_TIMEOUT)
         if wanted:
             ready = lambda: store.count(matching) >= wanted  # noqa: E731
-            collector.changes.wait(ready, DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
+            timeout = DEFAULT_WAIT_TIMEOUT if timeout is None else timeout
+            collector.changes.wait(ready, timeout, request.gone)
 
     def events(request: Request) -> Response:
         query = query_from_params(request.query)
         matching = replace(query, limit=None)
-        wait(request.query, matching)
+        wait(request, matching)
         total = store.count(matching)
         bodies = ",".join(s.body for s in store.find(query))
         return Response(body=f'{{"total":{total},"events":[{bodies}]}}'.encode())
@@ -67,7 +72,7 @@ def routes(collector: Inspected) -> list[Route]:
         if order not in ("asc", "desc"):
             raise _bad(f"order must be asc or desc, got {order!r}")
         oldest_first = order == "asc"
-        wait(params, query)
+        wait(request, query)
         listed = store.entries(query, limit, oldest_first)
         return Response.json(
             {
@@ -178,11 +183,13 @@ def entry_json(entry: Entry) -> dict[str, Any]:
 def _number(params: dict[str, str], name: str, kind: type, low: float, high: float | None) -> Any:
     """Parameter ``name`` as an int or float within ``[low, high]``, None if absent or blank."""
     text = params.get(name, "")
+    if high is None and kind is int:
+        high = MAX_INTEGER
     if text == "":
         return None
     try:
         value = kind(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         value = None
     if (
         value is None

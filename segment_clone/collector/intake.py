@@ -27,6 +27,11 @@ PLAN_MODES = ("flag", "block")
 Parsed = list[tuple[Row, Mapping[str, Any]]]
 """A request's rows, each with the message it was made from."""
 Parser = Callable[[Request], Parsed]
+MAX_RETRY_DIGITS = 9
+"""An ``X-Retry-Count`` longer than this (or not ASCII digits) is not a count: ignored."""
+Answer = Callable[[Parsed], Response]
+"""The answer to a request whose rows were stored, made from them (Mixpanel's ``strict=1``
+counts the records it imported)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class Intake:
         path: str,
         api: EventAPI,
         parse: Parser,
-        answer: bytes = b'{"success":true}',
+        answer: bytes | Answer = b'{"success":true}',
         max_body: int | None = None,
         error: ErrorBody = Response.error,
     ) -> Route:
@@ -71,12 +76,16 @@ class Intake:
             refused=partial(self.refused, api, parse),
         )
 
-    def accept(self, api: EventAPI, parse: Parser, answer: bytes, request: Request) -> Response:
+    def accept(
+        self, api: EventAPI, parse: Parser, answer: bytes | Answer, request: Request
+    ) -> Response:
         parsed = parse(request)
         rows = self.checked(api, parsed) if self.plan is not None else [r for r, _ in parsed]
-        delivery = _delivery(api, request.path, request.headers, 200, len(rows), request.fault)
+        response = Response(body=answer) if isinstance(answer, bytes) else answer(parsed)
+        status = response.status
+        delivery = _delivery(api, request.path, request.headers, status, len(rows), request.fault)
         self.store.add(api.source, rows, delivery)
-        return Response(body=answer)
+        return response
 
     def checked(self, api: EventAPI, parsed: Parsed) -> list[Row]:
         """The rows with their violations; in block mode, a 400 listing them if there are any."""
@@ -127,7 +136,6 @@ class Intake:
 def _delivery(
     api: EventAPI, path: str, headers: Headers, status: int, size: int | None, fault: str | None
 ) -> Delivery:
-    retry = headers.get("X-Retry-Count")
     gzip = (headers.get("Content-Encoding") or "").strip().lower() == "gzip"
     return Delivery(
         api.source,
@@ -136,5 +144,12 @@ def _delivery(
         status,
         size,
         fault,
-        int(retry) if retry is not None and retry.isdigit() else None,
+        _retry_count(headers.get("X-Retry-Count")),
     )
+
+
+def _retry_count(header: str | None) -> int | None:
+    """The client's ``X-Retry-Count``; None when absent or not a count."""
+    if header is None or not header.isascii() or not header.isdigit():
+        return None
+    return int(header) if len(header) <= MAX_RETRY_DIGITS else None

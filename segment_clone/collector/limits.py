@@ -8,7 +8,9 @@ inflated size.
 from __future__ import annotations
 
 import zlib
-from typing import Protocol
+from typing import Any, Protocol
+
+import orjson
 
 from .routing import Headers, HTTPError
 
@@ -59,7 +61,18 @@ def inflate(data: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
         raise HTTPError(413, "payload_too_large", f"inflated body is over {limit} bytes")
     if not inflater.eof:
         raise HTTPError(400, "invalid_gzip", "gzip body is truncated")
+    if inflater.unused_data:
+        raise HTTPError(400, "invalid_gzip", "data after the end of the gzip stream")
     return out
+
+
+def encoded(value: Any, where: str) -> bytes:
+    """``value`` as stored JSON, or a 400 naming ``where`` when it cannot be stored (nested
+    deeper than orjson's 254 levels, an integer beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as e:
+        raise HTTPError(400, "invalid_request", f"{where} cannot be stored: {e}") from None
 
 
 def _discard(rfile: Readable, length: int) -> None:

@@ -20,6 +20,10 @@ HEARTBEAT = 15.0
 """Seconds between keep-alive comments on an idle stream, so that a closed page is noticed."""
 MIN_PUSH_INTERVAL = 0.25
 """A stream rings at most this often, however fast events arrive: the page re-reads per ring."""
+GONE_CHECK_INTERVAL = 1.0
+"""How often a wait asks whether its client is still there."""
+MAX_STREAM_SECONDS = 600.0
+"""A stream then ends (the page's EventSource opens another), so that none is held for ever."""
 
 
 class Changes:
@@ -58,16 +62,23 @@ class Changes:
             now = int(self._clock())
             return [self._per_second.get(s, 0) for s in range(now - RATE_WINDOW + 1, now + 1)]
 
-    def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
+    def wait(
+        self, ready: Callable[[], bool], timeout: float, gone: Callable[[], bool] | None = None
+    ) -> bool:
         """Block until ``ready()`` is true (checked again after each write, outside the lock
-        so that writers never wait for it), or ``timeout`` seconds pass, or ``close()``."""
+        so that writers never wait for it), or ``timeout`` seconds pass, or ``close()``, or
+        ``gone()`` (the client left: asked every ``GONE_CHECK_INTERVAL``)."""
         deadline = time.monotonic() + timeout
         while True:
             seen = self.version  # read before ready(): a write after this bumps it
             if ready():
                 return True
-            if not self.wait_past(seen, deadline - time.monotonic()):
-                return ready()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closing.is_set() or (gone is not None and gone()):
+                    return ready()
+                if self.wait_past(seen, min(remaining, GONE_CHECK_INTERVAL)):
+                    break
 
     def wait_past(self, version: int, timeout: float) -> bool:
         """Block until the version is no longer ``version``; False on timeout or close."""
@@ -85,7 +96,8 @@ class Changes:
         (at most every ``MIN_PUSH_INTERVAL``), comments in between; ends on ``close()``."""
         yield b"retry: 1000\n\n"
         seen = None
-        while not self._closing.is_set():
+        ends = time.monotonic() + MAX_STREAM_SECONDS
+        while not self._closing.is_set() and time.monotonic() < ends:
             version, epoch = self.version, self.epoch
             if version != seen:
                 seen = version

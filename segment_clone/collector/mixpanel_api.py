@@ -7,6 +7,11 @@ answer is always the ``verbose=1`` JSON, ``{"status": 1, "error": null}``, or
 ``{"status": 0, "error": "..."}`` with a 4xx status; injected faults are worded the same way.
 As on the Segment routes, a request is validated whole before anything of it is stored, and
 storing it is the ``Intake``'s job.
+
+``/import?strict=1`` answers as Mixpanel does: each record is validated on its own, the valid
+ones are stored, and the answer counts them (``{"code": 200, "num_records_imported": N,
+"status": "OK"}``), or is a 400 whose ``failed_records`` list the others, each with its
+``index``, ``$insert_id``, ``field`` and ``message``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import orjson
 
 from .auth import basic_credentials
 from .intake import EventAPI, Intake, Parsed
+from .limits import encoded
 from .routing import Headers, HTTPError, Request, Response, Route
 from .segment_api import string_id
 from .store import Row
@@ -30,6 +36,10 @@ SOURCE = "mixpanel"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Per request, after gzip: Mixpanel's documented limit for ``/import`` and ``/track``."""
 MAX_RECORDS = 2000
+MAX_CONTAINERS = 200_000
+"""Objects and arrays a body may hold (counted by its brackets before it is parsed): 10 MB of
+``[[],[],...]`` would otherwise inflate to some 300 MB of lists while parsing, and the record
+count could only be checked after. 2000 records of up to 100 objects each fit."""
 """Events or profile updates per request, as Mixpanel documents for every endpoint."""
 MAX_RECORD_BYTES = 1024 * 1024
 """Per event or update (Mixpanel: "under 1 MB")."""
@@ -41,11 +51,15 @@ EVENTS = EventAPI(SOURCE, mixpanel_violations)
 
 
 def routes(intake: Intake, secret: ProjectSecret | None = None) -> list[Route]:
-    """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone)."""
-    api = MixpanelAPI(secret or ProjectSecret(None))
+    """The four endpoints; ``/import`` is guarded by ``secret`` (by default open to anyone).
+
+    With a secret, ``/import``'s events are deduplicated apart from ``/track``'s: otherwise an
+    unauthenticated ``/track`` could pre-empt an import by sending its keys first."""
+    secret = secret or ProjectSecret(None)
+    api = MixpanelAPI(secret)
     rows: dict[str, Callable[[Any, str], Row]] = {
         "track": partial(event_row, "track", needs_token=True),
-        "import": partial(event_row, "import", needs_token=False),
+        "import": partial(event_row, "import", needs_token=False, apart=secret.is_set),
         "engage": profile_row,
         "groups": group_row,
     }
@@ -54,12 +68,38 @@ def routes(intake: Intake, secret: ProjectSecret | None = None) -> list[Route]:
             f"/{name}",
             EVENTS,
             partial(api.parse, name, to_row),
-            answer=OK,
+            answer=answer,
             max_body=MAX_BODY_BYTES,
             error=error_response,
         )
         for name, to_row in rows.items()
     ]
+
+
+class StrictParsed(list[tuple[Row, Any]]):
+    """The valid records of a ``strict=1`` import, and the failed records of the others."""
+
+    def __init__(self, valid: Parsed, failed: list[dict[str, Any]]) -> None:
+        super().__init__(valid)
+        self.failed = failed
+
+
+def answer(parsed: Parsed) -> Response:
+    """``verbose=1``'s answer, or for ``strict=1`` Mixpanel's import answer."""
+    if not isinstance(parsed, StrictParsed):
+        return Response(body=OK)
+    if not parsed.failed:
+        return Response.json({"code": 200, "num_records_imported": len(parsed), "status": "OK"})
+    return Response.json(
+        {
+            "code": 400,
+            "error": "some data points in the request failed validation",
+            "failed_records": parsed.failed,
+            "num_records_imported": len(parsed),
+            "status": "Bad Request",
+        },
+        400,
+    )
 
 
 def error_response(err: HTTPError) -> Response:
@@ -78,6 +118,7 @@ class ProjectSecret:
         if secret == "":
             raise ValueError("the Mixpanel project secret must not be empty")
         self._secret = None if secret is None else secret.encode()
+        self.is_set = secret is not None
 
     def check(self, headers: Headers) -> None:
         if self._secret is None:
@@ -102,13 +143,39 @@ class MixpanelAPI:
             raise HTTPError(
                 413, "payload_too_large", f"{len(records)} records, over the limit of {MAX_RECORDS}"
             )
+        if name == "import" and request.query.get("strict") == "1":
+            return strict(to_row, records)
         return [(to_row(record, f"record {i}"), record) for i, record in enumerate(records)]
+
+
+def strict(to_row: Callable[[Any, str], Row], records: list[Any]) -> StrictParsed:
+    """Each record validated on its own: the valid ones, and a failed record for each other."""
+    valid: Parsed = []
+    failed: list[dict[str, Any]] = []
+    for i, record in enumerate(records):
+        try:
+            valid.append((to_row(record, f"record {i}"), record))
+        except HTTPError as e:
+            failed.append(_failed_record(i, record, e.message))
+    return StrictParsed(valid, failed)
+
+
+def _failed_record(index: int, record: Any, message: str) -> dict[str, Any]:
+    """Mixpanel's entry for a refused record; ``field`` is the first one the message names."""
+    props = record.get("properties") if isinstance(record, dict) else None
+    insert_id = props.get("$insert_id") if isinstance(props, dict) else None
+    field = next((f for f in ("properties", "event") if f"'{f}'" in message), None)
+    return {"index": index, "$insert_id": insert_id, "field": field, "message": message}
 
 
 def parse_records(request: Request) -> list[Any]:
     """The records of a form (field ``data``) or JSON body: one object, or a list."""
     content_type = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
     data = request.body if content_type == "application/json" else _form_data(request.body)
+    if _containers(data) > MAX_CONTAINERS:
+        raise HTTPError(
+            413, "payload_too_large", f"over {MAX_CONTAINERS} objects and arrays in one request"
+        )
     try:
         parsed = orjson.loads(data)
     except orjson.JSONDecodeError as e:
@@ -118,6 +185,13 @@ def parse_records(request: Request) -> list[Any]:
     if isinstance(parsed, list):
         return parsed
     raise _invalid("data must be a JSON object or a list of objects")
+
+
+def _containers(data: str | bytes) -> int:
+    """Opening brackets, an upper bound on the objects and arrays (some may be in strings)."""
+    if isinstance(data, str):
+        return data.count("[") + data.count("{")
+    return data.count(b"[") + data.count(b"{")
 
 
 def _form_data(body: bytes) -> str:
@@ -139,8 +213,11 @@ def _form_data(body: bytes) -> str:
     return values[0]
 
 
-def event_row(type_: str, record: Any, where: str, *, needs_token: bool) -> Row:
-    """An event for ``/track`` (which needs ``properties.token``) or ``/import``."""
+def event_row(
+    type_: str, record: Any, where: str, *, needs_token: bool, apart: bool = False
+) -> Row:
+    """An event for ``/track`` (which needs ``properties.token``) or ``/import``; ``apart``:
+    deduplicated apart from the other endpoint's events."""
     record = _object(record, where)
     event = record.get("event")
     if not isinstance(event, str) or not event:
@@ -151,7 +228,9 @@ def event_row(type_: str, record: Any, where: str, *, needs_token: bool) -> Row:
     if needs_token:
         _require_token(props.get("token"), f"{where} needs properties.token")
     distinct_id = string_id(props.get("distinct_id"))
-    return _row(type_, _event_key(event, distinct_id, props), distinct_id, event, record, where)
+    body = encoded(record, where)  # first: the key is encoded from parts of it
+    key = _event_key(event, distinct_id, props)
+    return _row(type_, f"{type_}:{key}" if apart else key, distinct_id, event, body, where)
 
 
 def profile_row(record: Any, where: str) -> Row:
@@ -160,7 +239,8 @@ def profile_row(record: Any, where: str) -> Row:
     distinct_id = string_id(record.get("$distinct_id"))
     if distinct_id is None:
         raise _invalid(f"{where} needs a '$distinct_id'")
-    return _row("engage", uuid.uuid4().hex, distinct_id, _operation(record, where), record, where)
+    operation = _operation(record, where)
+    return _row("engage", uuid.uuid4().hex, distinct_id, operation, encoded(record, where), where)
 
 
 def group_row(record: Any, where: str) -> Row:
@@ -171,7 +251,8 @@ def group_row(record: Any, where: str) -> Row:
         raise _invalid(f"{where} needs a '$group_key'")
     if string_id(record.get("$group_id")) is None:
         raise _invalid(f"{where} needs a '$group_id'")
-    return _row("groups", uuid.uuid4().hex, None, _operation(record, where), record, where)
+    operation = _operation(record, where)
+    return _row("groups", uuid.uuid4().hex, None, operation, encoded(record, where), where)
 
 
 def _event_key(event: str, distinct_id: str | None, props: dict[str, Any]) -> str:
@@ -180,21 +261,22 @@ def _event_key(event: str, distinct_id: str | None, props: dict[str, Any]) -> st
     ``time`` is compared in milliseconds, so seconds and milliseconds for the same instant
     match. An event without ``$insert_id`` cannot be deduplicated and gets a key of its own.
     """
-    insert_id = string_id(props.get("$insert_id"))
-    if insert_id is None:
+    insert_id = props.get("$insert_id")
+    if string_id(insert_id) is None:
         return uuid.uuid4().hex
+    # the id as given (5 and "5" are two ids), the time as a number or as given
     return orjson.dumps([event, distinct_id, _millis(props.get("time")), insert_id]).decode()
 
 
 def _millis(time: Any) -> Any:
-    """A time in seconds or milliseconds, as milliseconds; anything else unchanged."""
-    if isinstance(time, bool) or not isinstance(time, (int, float)):
+    """A time in seconds or milliseconds, as milliseconds; anything else (a time beyond any
+    real date among them) unchanged."""
+    if isinstance(time, bool) or not isinstance(time, (int, float)) or not abs(time) < 1e15:
         return time
     return round(time * 1000) if abs(time) < 1e11 else round(time)
 
 
-def _row(type_: str, key: str, user_id: str | None, event: str, record: Any, where: str) -> Row:
-    body = orjson.dumps(record)
+def _row(type_: str, key: str, user_id: str | None, event: str, body: bytes, where: str) -> Row:
     if len(body) > MAX_RECORD_BYTES:
         raise HTTPError(
             413, "payload_too_large", f"{where} is {len(body)} bytes, over {MAX_RECORD_BYTES}"

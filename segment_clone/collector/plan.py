@@ -23,6 +23,7 @@ from typing import Any, Callable, Union
 
 import orjson
 
+from .formats import bounded_formats
 from .prescreen import Screen, screen
 
 INSTALL_HINT = "tracking plans need fastjsonschema: pip install 'segment-clone[plan]'"
@@ -295,7 +296,11 @@ def _fastjsonschema() -> Any:
 def _compile(schema: Schema, where: str) -> Validator:
     fastjsonschema = _fastjsonschema()
     try:
-        validator: Validator = fastjsonschema.compile(schema, use_default=False)
+        draft = schema.get("$schema") if isinstance(schema, dict) else None
+        draft = draft if isinstance(draft, str) else None
+        validator: Validator = fastjsonschema.compile(
+            schema, use_default=False, formats=bounded_formats(draft)
+        )
     except (fastjsonschema.JsonSchemaDefinitionException, re.error) as e:  # re: a bad pattern
         raise PlanError(f"the schema of {where} cannot be compiled: {e}") from None
     return validator

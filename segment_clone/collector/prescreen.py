@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from .formats import bounded_formats
+
 Screen = Callable[[Any], bool]
 ANNOTATIONS = frozenset(
     {"$schema", "$id", "id", "$comment", "title", "description", "examples", "default"}
@@ -254,7 +256,7 @@ def _single_keyword(keyword: str, value: str, draft: str | None) -> Callable[[st
     if draft is not None:
         schema["$schema"] = draft
     try:
-        validate = fastjsonschema.compile(schema)
+        validate = fastjsonschema.compile(schema, formats=bounded_formats(draft))
     except (fastjsonschema.JsonSchemaDefinitionException, re.error):
         raise Unscreenable from None
 

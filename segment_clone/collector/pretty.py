@@ -38,6 +38,11 @@ PEOPLE_CALLS = {
 GROUP_CALLS = {op: call.replace("people_", "group_") for op, call in PEOPLE_CALLS.items()}
 INLINE_WIDTH = 60
 """A dict or list is written on one line when it fits in this many characters."""
+MAX_INDENTED_DEPTH = 8
+"""Deeper values are written on one line: indenting each level made a message nested 200 deep
+400 times its own size."""
+MAX_CHARS = 200_000
+"""The longest Pretty view; the rest is cut (the Raw view shows the message whole)."""
 
 
 def sdk_call(source: str, type_: str, message: Mapping[str, Any]) -> str:
@@ -60,7 +65,9 @@ def _segment(type_: str, message: Mapping[str, Any]) -> str:
             keywords[arg] = value
     if message.get("anonymousId") is not None:
         keywords["anonymous_id"] = message["anonymousId"]
-    context = {k: v for k, v in (message.get("context") or {}).items() if k != "library"}
+    context = message.get("context")
+    if isinstance(context, dict):
+        context = {k: v for k, v in context.items() if k != "library"}
     for arg, value in (("context", context), ("integrations", message.get("integrations"))):
         if value:
             keywords[arg] = value
@@ -69,7 +76,8 @@ def _segment(type_: str, message: Mapping[str, Any]) -> str:
 
 def _mixpanel(type_: str, record: Mapping[str, Any]) -> str:
     if type_ in ("track", "import"):
-        props = record.get("properties") or {}
+        props = record.get("properties")
+        props = props if isinstance(props, dict) else {}
         own = {k: v for k, v in props.items() if k not in MIXPANEL_ADDED}
         who, name = props.get("distinct_id"), record.get("event")
         if type_ == "track":
@@ -93,26 +101,60 @@ def call(function: str, positional: Sequence[Any], keywords: Mapping[str, Any]) 
     one_line = f"{function}({', '.join(args)})"
     if len(one_line) <= INLINE_WIDTH + 20 and "\n" not in one_line:
         return one_line
-    return f"{function}(\n" + "".join(f"    {a},\n" for a in args) + ")"
+    written = f"{function}(\n" + "".join(f"    {a},\n" for a in args) + ")"
+    if len(written) > MAX_CHARS:
+        cut = len(written) - MAX_CHARS
+        return written[:MAX_CHARS] + f"\n# ... {cut} more characters: see the Raw view"
+    return written
 
 
 def literal(value: Any, depth: int = 0) -> str:
-    """``value`` (parsed JSON) as a Python literal, indented for ``depth`` levels."""
-    if value is None or isinstance(value, bool):
-        return repr(value)
-    if isinstance(value, (int, float, str)):
-        return orjson.dumps(value).decode() if isinstance(value, str) else repr(value)
+    """``value`` (parsed JSON) as a Python literal, indented for ``depth`` levels; from
+    ``MAX_INDENTED_DEPTH`` on, on one line, so that the size stays linear in the input's."""
+    if depth >= MAX_INDENTED_DEPTH or not isinstance(value, (dict, list)):
+        return _one_line(value)
     if isinstance(value, dict):
-        items = [f"{literal(k)}: {literal(v, depth + 1)}" for k, v in value.items()]
+        items = [f"{_one_line(k)}: {literal(v, depth + 1)}" for k, v in value.items()]
         return _bracketed("{", items, "}", depth)
-    if isinstance(value, list):
-        return _bracketed("[", [literal(v, depth + 1) for v in value], "]", depth)
-    return repr(value)
+    return _bracketed("[", [literal(v, depth + 1) for v in value], "]", depth)
 
 
 def _bracketed(open_: str, items: list[str], close: str, depth: int) -> str:
-    inline = open_ + ", ".join(items) + close
-    if len(inline) <= INLINE_WIDTH and "\n" not in inline:
-        return inline
+    if sum(len(i) + 2 for i in items) <= INLINE_WIDTH and not any("\n" in i for i in items):
+        return open_ + ", ".join(items) + close
     pad = "    " * (depth + 1)
     return open_ + "\n" + "".join(f"{pad}{item},\n" for item in items) + "    " * depth + close
+
+
+class _Text(str):
+    """Punctuation already written, on the work stack of ``_one_line``."""
+
+
+def _one_line(value: Any) -> str:
+    """``value`` as a Python literal on one line, without recursion (any depth) and in time
+    linear in its size."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif isinstance(item, str):
+            out.append(orjson.dumps(item).decode())
+        elif item is None or isinstance(item, (bool, int, float)):
+            out.append(repr(item))
+        elif isinstance(item, dict):
+            stack.append(_Text("}"))
+            for i, (k, v) in enumerate(reversed(item.items())):
+                stack += [_Text(", ")] if i else []
+                stack += [v, _Text(": "), k]
+            out.append("{")
+        elif isinstance(item, list):
+            stack.append(_Text("]"))
+            for i, v in enumerate(reversed(item)):
+                stack += [_Text(", ")] if i else []
+                stack.append(v)
+            out.append("[")
+        else:
+            out.append(repr(item))
+    return "".join(out)

@@ -50,6 +50,8 @@ class Request:
     body: bytes
     fault: str | None = None
     """A fault injected into this request that still lets it be handled (a delay)."""
+    gone: Callable[[], bool] = lambda: False
+    """True once the client has closed the connection: a long wait for it can end."""
 
     @classmethod
     def parse_query(cls, query: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ import orjson
 
 from .auth import WriteKeyAuth
 from .intake import EventAPI, Intake, Parsed
-from .limits import MAX_MESSAGE_BYTES
+from .limits import MAX_MESSAGE_BYTES, encoded
 from .routing import HTTPError, Request, Route
 from .store import Row
 from .subjects import segment_violations
@@ -73,13 +73,15 @@ def to_row(message: Any, where: str) -> Row:
     user_id = string_id(message.get("userId"))
     if user_id is None and string_id(message.get("anonymousId")) is None:
         raise _invalid(f"{where} needs a 'userId' or an 'anonymousId'")
-    body = orjson.dumps(message)
+    body = encoded(message, where)
     if len(body) > MAX_MESSAGE_BYTES:
         raise HTTPError(
             413, "payload_too_large", f"{where} is {len(body)} bytes, over {MAX_MESSAGE_BYTES}"
         )
     message_id = message.get("messageId")
-    dedup_key = str(message_id) if message_id not in (None, "") else uuid.uuid4().hex
+    # as JSON, so that 12345 and "12345" are two messages, as they are two values
+    fresh = message_id in (None, "")
+    dedup_key = uuid.uuid4().hex if fresh else orjson.dumps(message_id).decode()
     event = message.get("event")
     return Row(
         type_,

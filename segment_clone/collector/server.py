@@ -26,7 +26,10 @@ import orjson
 from ..version import VERSION
 from . import inspection, mixpanel_api, segment_api
 from .auth import WriteKeyAuth
+from .connections import MAX_CONNECTIONS, REQUEST_DEADLINE, Deadlines, client_gone, refuse_busy
 from .faults import Decision, Faults
+from .flags import FlagDefinitions
+from .flags import routes as flag_routes
 from .guard import Guard
 from .intake import Intake
 from .limits import MAX_BODY_BYTES, read_body
@@ -59,6 +62,23 @@ class CollectorHandler(BaseHTTPRequestHandler):
             return self._dispatch
         raise AttributeError(name)
 
+    def handle_one_request(self) -> None:
+        """Wait for the next request up to the idle timeout, then give it the server's
+        ``request_deadline`` to arrive whole."""
+        try:
+            waiting = self.rfile.peek(1)  # type: ignore[attr-defined]
+        except OSError:  # the idle timeout, or a reset
+            waiting = b""
+        if not waiting:
+            self.close_connection = True
+            return
+        deadlines = self.server.deadlines
+        deadlines.reading(self.connection, self.server.request_deadline)
+        try:
+            super().handle_one_request()
+        finally:
+            deadlines.done(self.connection)
+
     def _dispatch(self) -> None:
         path, _, query = self.path.partition("?")
         server = self.server
@@ -74,7 +94,8 @@ class CollectorHandler(BaseHTTPRequestHandler):
         try:
             server.guard.check_host(self.headers)
             request = Request(method, path, Request.parse_query(query), self.headers, b"")
-            request.body = read_body(self.rfile, self.headers, limit)  # even for a 404
+            request.body = self._read_body(limit)
+            request.gone = lambda: client_gone(self.connection)
             if route is not None and method == "OPTIONS" and public:
                 server.guard.check(method, path, public, request)
                 response = server.guard.preflight(route, self.headers)
@@ -104,6 +125,23 @@ class CollectorHandler(BaseHTTPRequestHandler):
             self._send(response)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client did not wait for the answer
+
+    def _read_body(self, limit: int) -> bytes:
+        """The body (even for a 404, to stay in step), or a 408 past the request deadline."""
+        deadlines = self.server.deadlines
+        try:
+            return read_body(self.rfile, self.headers, limit)
+        except HTTPError:
+            if deadlines.expired(self.connection):
+                raise HTTPError(
+                    408,
+                    "request_timeout",
+                    f"the request did not arrive within {self.server.request_deadline:g} s",
+                    close=True,
+                ) from None
+            raise
+        finally:
+            deadlines.done(self.connection)
 
     def _handle(self, route: Route, request: Request, decision: Decision | None) -> Response:
         if decision is None:
@@ -168,9 +206,16 @@ _http_date = _HttpDate()
 
 
 class CollectorServer(ThreadingHTTPServer):
-    """Tracks open connections so that ``close()`` can end idle keep-alive threads at once."""
+    """Tracks open connections so that ``close()`` can end idle keep-alive threads at once,
+    answers 429 past ``max_connections``, and gives each request ``request_deadline`` seconds
+    to arrive (see ``connections``)."""
 
     daemon_threads = True
+    max_connections = MAX_CONNECTIONS
+    request_deadline = REQUEST_DEADLINE
+    request_queue_size = MAX_CONNECTIONS
+    """The listen backlog (socketserver's default, 5, made a burst of clients wait for SYN
+    retransmits, a second or more each)."""
 
     def __init__(
         self, address: tuple[str, int], router: Router, faults: Faults, guard: Guard
@@ -179,8 +224,22 @@ class CollectorServer(ThreadingHTTPServer):
         self.faults = faults
         self.guard = guard
         self._conn_lock = threading.Lock()
+        self._ended = threading.Condition(self._conn_lock)
         self._connections: dict[socket.socket, threading.Thread] = {}
+        self._open = 0
+        self.deadlines = Deadlines()  # before binding: a failed bind calls server_close
         super().__init__(address, CollectorHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._conn_lock:
+            busy = self._open >= self.max_connections
+            if not busy:
+                self._open += 1
+        if busy:
+            refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
@@ -190,6 +249,17 @@ class CollectorServer(ThreadingHTTPServer):
         finally:
             with self._conn_lock:
                 self._connections.pop(request, None)
+                self._open -= 1
+                self._ended.notify_all()
+
+    def wait_for_connections(self, at_most: int, timeout: float) -> bool:
+        """Block until at most ``at_most`` connections are open; False after ``timeout``."""
+        with self._ended:
+            return self._ended.wait_for(lambda: self._open <= at_most, timeout)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.deadlines.close()
 
     def close_connections(self, timeout: float) -> None:
         """Stop reading from every open connection and wait up to ``timeout`` for its thread:
@@ -213,7 +283,9 @@ class Collector:
     ``plan_mode="flag"`` it is stored with its violations, in ``"block"`` a request with any
     is refused with 400. A request must name the collector by a loopback name, an IP address,
     the bound ``host`` or one of ``allowed_hosts``; with a ``token`` the debugger (page and
-    API, not ingestion) needs it too (see ``guard``).
+    API, not ingestion) needs it too (see ``guard``). ``flags``, Mixpanel flag definitions
+    (``{"flags": [...]}``), are served on ``/flags/definitions`` and evaluated on ``/flags``
+    (see ``flags``); ``collector.flags.replace(...)`` changes them while it runs.
 
     The socket is bound on construction (``port=0`` picks a free port, see ``url``); serve with
     ``serve_forever()`` or in a background thread with ``start()``; ``close()`` stops serving,
@@ -234,8 +306,13 @@ class Collector:
         plan_mode: str = "flag",
         allowed_hosts: Iterable[str] = (),
         token: str | None = None,
+        flags: dict[str, Any] | list[Any] | None = None,
     ) -> None:
         guard = Guard(host, allowed_hosts, token)
+        self.flags = FlagDefinitions()
+        """The Mixpanel flag definitions that ``/flags/definitions`` and ``/flags`` serve."""
+        if flags is not None:
+            self.flags.replace(flags)
         mixpanel_guard = mixpanel_api.ProjectSecret(mixpanel_secret)  # checked before opening
         self.db_path = Path(db_path)
         self.changes = Changes()
@@ -253,6 +330,7 @@ class Collector:
             [
                 *segment_api.routes(self.intake, self.auth),
                 *mixpanel_api.routes(self.intake, mixpanel_guard),
+                *flag_routes(self.flags),
                 *inspection.routes(self),
                 *(() if self.oauth is None else self.oauth.routes()),
                 *extra_routes,

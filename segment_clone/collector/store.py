@@ -68,17 +68,22 @@ CREATE TABLE IF NOT EXISTS requests (
 );
 CREATE TABLE IF NOT EXISTS faulted (
     dedup_hash INTEGER NOT NULL,
-    request_id INTEGER NOT NULL
+    request_id INTEGER NOT NULL,
+    source TEXT,
+    dedup_key TEXT
 );
 CREATE INDEX IF NOT EXISTS faulted_hash ON faulted (dedup_hash);
 """
 ADDED_COLUMNS = {
-    "anonymous_id": "TEXT",
-    "request_id": "INTEGER",
-    "violations": "TEXT",
-    "dup_hits": "INTEGER NOT NULL DEFAULT 0",
+    "events": {
+        "anonymous_id": "TEXT",
+        "request_id": "INTEGER",
+        "violations": "TEXT",
+        "dup_hits": "INTEGER NOT NULL DEFAULT 0",
+    },
+    "faulted": {"source": "TEXT", "dedup_key": "TEXT"},
 }
-"""Columns of ``events`` that databases written before the debugger lack; added on open."""
+"""Columns that databases written by earlier versions lack, by table; added on open."""
 INSERT = (
     "INSERT INTO events (source, type, dedup_hash, dedup_key, user_id, event, received_at, body,"
     " anonymous_id, request_id, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -96,6 +101,9 @@ ENTRY_COLUMNS = (
     " dup_hits, dedup_key"
 )
 SQL_VARIABLES = 500
+MAX_READERS = 8
+"""Reader connections at most: each holds file descriptors and a page cache, and 200 waiting
+requests once opened 200 of them, kept for good. A query beyond waits for a free one."""
 """Placeholders per ``IN (...)`` query, under every SQLite build's limit."""
 
 StrPath = Union[str, Path]
@@ -224,6 +232,7 @@ class EventStore:
         self._on_write = on_write
         self._lock = threading.Lock()
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._reader_slots = threading.BoundedSemaphore(MAX_READERS)
         self._all: list[sqlite3.Connection] = []
         self._closed = False
         self._writer = self._connect()
@@ -298,8 +307,12 @@ class EventStore:
         with self._transaction() as conn:
             request_id = conn.execute(INSERT_REQUEST, delivery.params(time.time())).lastrowid
             conn.executemany(
-                "INSERT INTO faulted (dedup_hash, request_id) VALUES (?, ?)",
-                [(dedup_hash(delivery.source, key), request_id) for key in faulted_keys],
+                "INSERT INTO faulted (dedup_hash, request_id, source, dedup_key)"
+                " VALUES (?, ?, ?, ?)",
+                [
+                    (dedup_hash(delivery.source, key), request_id, delivery.source, key)
+                    for key in faulted_keys
+                ],
             )
         self._wrote(1, 0)
 
@@ -312,17 +325,18 @@ class EventStore:
 
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
-        try:
-            conn = self._readers.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("the event store is closed") from None
-                conn = self._connect()
-        try:
-            yield conn
-        finally:
-            self._readers.put(conn)
+        with self._reader_slots:
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                with self._lock:
+                    if self._closed:
+                        raise RuntimeError("the event store is closed") from None
+                    conn = self._connect()
+            try:
+                yield conn
+            finally:
+                self._readers.put(conn)
 
     def count(self, query: Query = Query()) -> int:
         where, params = query.where()
@@ -369,8 +383,9 @@ class EventStore:
             ).fetchone()
             faults = conn.execute(
                 "SELECT r.received_at, r.endpoint, r.status, r.fault FROM faulted f"
-                " JOIN requests r ON r.id = f.request_id WHERE f.dedup_hash = ? ORDER BY r.id",
-                (dedup_hash(entry.source, entry.dedup_key),),
+                " JOIN requests r ON r.id = f.request_id WHERE f.dedup_hash = ?"
+                " AND f.source = ? AND f.dedup_key = ? ORDER BY r.id",
+                (dedup_hash(entry.source, entry.dedup_key), entry.source, entry.dedup_key),
             ).fetchall()
         delivery: dict[str, Any] = dict.fromkeys(
             ("endpoint", "status", "gzip", "batch_size", "fault", "retry")
@@ -473,10 +488,11 @@ def dedup_hash(source: str, key: str) -> int:
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    for column, declaration in ADDED_COLUMNS.items():
-        if column not in have:
-            conn.execute(f"ALTER TABLE events ADD COLUMN {column} {declaration}")
+    for table, columns in ADDED_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column, declaration in columns.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _like_escape(text: str) -> str:

@@ -90,7 +90,8 @@ def mixpanel_subject(type_: str, record: Mapping[str, Any]) -> Subject | None:
         op = "$set" if "$set" in record else "$set_once" if "$set_once" in record else None
         if op is None:
             return None
-        traits = {**(record.get("$set_once") or {}), **(record.get("$set") or {})}
+        parts = [record.get("$set_once"), record.get("$set")]
+        traits = {k: v for part in parts if isinstance(part, dict) for k, v in part.items()}
         view = {"type": "identify", "userId": record.get("$distinct_id"), "traits": traits}
         return Subject("identify", None, view, {"traits": op, "userId": "$distinct_id"})
     if type_ == "groups" and "$set" in record:

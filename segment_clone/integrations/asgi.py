@@ -98,9 +98,12 @@ class SegmentMiddleware:
         except Exception:
             if received:
                 raise
-            # The application does not speak lifespan: speak it for it, so that the server
-            # still waits for the flush.
-            await self._serve_lifespan(receive, send)
+        else:
+            if received:
+                return
+        # The application does not speak lifespan (it raised, or returned without listening):
+        # speak it for it, so that the server still waits for the flush.
+        await self._serve_lifespan(receive, send)
 
     async def _serve_lifespan(self, receive: Receive, send: Send) -> None:
         while True:

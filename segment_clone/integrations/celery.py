@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 
 from ..encoding import decode_message, encode_message
-from ..scopes import _CURRENT, Frame, Scope
+from ..scopes import Frame, Scope, current_frame, enter, leave
 from ..serverless import client_or_default, flush_quietly
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def instrument(app: Any, client: Client | None = None) -> Any:
     tokens: dict[str, Token[Frame | None]] = {}
 
     def send_scope(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        frame = _CURRENT.get()
+        frame = current_frame()
         if frame is None or headers is None:
             return
         try:
@@ -43,6 +43,8 @@ def instrument(app: Any, client: Client | None = None) -> Any:
             log.warning("could not attach the scope to a task", exc_info=True)
 
     def enter_scope(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        if getattr(task, "app", None) is not app:
+            return  # another instrumented app's task: its own handler enters the scope
         payload = _header_of(task)
         if payload is None or task_id is None:
             return  # eager or scope-less: the task runs in its caller's context as it is
@@ -51,12 +53,12 @@ def instrument(app: Any, client: Client | None = None) -> Any:
         except Exception:
             log.warning("ignored a malformed %s header", HEADER, exc_info=True)
             return
-        tokens[task_id] = _CURRENT.set(frame)
+        tokens[task_id] = enter(frame)
 
     def leave_scope(task_id: str | None = None, **_: Any) -> None:
         token = tokens.pop(task_id, None) if task_id is not None else None
         if token is not None:
-            _CURRENT.reset(token)
+            leave(token)
 
     def flush(**_: Any) -> None:
         target = client_or_default(client)

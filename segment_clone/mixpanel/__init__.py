@@ -5,7 +5,8 @@
     mp.track("user-1", "Signed Up", {"plan": "pro"})
 
 ``Mixpanel``, ``Consumer``, ``BufferedConsumer``, ``DatetimeSerializer``/``json_dumps`` and
-``ServiceAccountCredentials`` behave as upstream's (with its known bugs fixed);
+``ServiceAccountCredentials`` behave as upstream's (with its known bugs fixed), and so do the
+feature flags (``LocalFlagsConfig``, ``RemoteFlagsConfig``; the ``flags`` extra);
 ``AsyncBufferedConsumer`` delivers on background threads with the SDK's retry policy.
 """
 
@@ -13,14 +14,15 @@ from __future__ import annotations
 
 import logging
 
-from ..version import VERSION
 from .async_consumer import AsyncBufferedConsumer
 from .buffered import BufferedConsumer
 from .client import Mixpanel
 from .consumer import Consumer
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelAPIError, MixpanelException
+from .flags.types import LocalFlagsConfig, RemoteFlagsConfig
 from .serialization import DatetimeSerializer, json_dumps
+from .version import VERSION
 
 __version__ = VERSION
 logger = logging.getLogger("mixpanel")
@@ -30,9 +32,11 @@ __all__ = [
     "BufferedConsumer",
     "Consumer",
     "DatetimeSerializer",
+    "LocalFlagsConfig",
     "Mixpanel",
     "MixpanelAPIError",
     "MixpanelException",
+    "RemoteFlagsConfig",
     "ServiceAccountCredentials",
     "__version__",
     "json_dumps",

@@ -2,9 +2,10 @@
 
 It rides the SDK's own machinery instead of a second implementation: each (endpoint, auth)
 pair gets a lane, which is a bounded ``MessageQueue`` drained by one ``segment_clone`` consumer
-thread whose ``_send`` speaks Mixpanel's form protocol. Batching, the retry policy (backoff,
-``Retry-After``, budgets), ``on_error``, ``stats()`` and the exit-time flush are the ones the
-Segment client uses. Keeping auth in the lane key means a batch never mixes credentials.
+thread whose ``_send`` speaks Mixpanel's JSON ingestion API (``wire``) through the Segment
+face's keep-alive transport. Batching, the retry policy (backoff, ``Retry-After``, budgets),
+``on_error``, ``stats()`` and the exit-time flush are the ones the Segment client uses.
+Keeping auth in the lane key means a batch never mixes credentials.
 """
 
 from __future__ import annotations
@@ -18,33 +19,27 @@ from functools import partial
 from typing import Any, Callable
 
 import orjson
-import requests
 
-from .. import aio, lifecycle
+from .. import aio, lifecycle, request
 from ..consumer import Consumer as QueueConsumer
 from ..errors import MessageDropped
 from ..message_queue import MessageQueue
 from ..stats import DropReporter, OnError, Stats, StatsSnapshot
 from ..uploader import DEFAULT_MAX_RATE_LIMIT_DURATION, DEFAULT_MAX_TOTAL_BACKOFF_DURATION
 from ..wire import ascii_json
+from . import wire
 from .buffered import MAX_BATCH, MAX_IMPORT_BATCH, batch_size
 from .credentials import ServiceAccountCredentials
 from .errors import MixpanelAPIError
-from .transport import (
-    DEFAULT_API_HOST,
-    Auth,
-    check_endpoint,
-    endpoint_urls,
-    normalize_auth,
-    request_parts,
-    response_error,
-)
+from .transport import DEFAULT_API_HOST, Auth, check_endpoint, endpoint_urls, normalize_auth
 
 logger = logging.getLogger("mixpanel")
 
+NO_AUTH: Auth = (None, None)
+
 MAX_BATCH_BYTES = 1 << 20
-"""JSON bytes per request. Form encoding can grow them up to 3x, which stays well inside
-``/import``'s 10 MB and the 2 MB older ``/track`` documentation gives."""
+"""JSON bytes per request: well inside ``/import``'s 10 MB and the 2 MB that older ``/track``
+documentation gives."""
 
 
 class _Reporter(DropReporter):
@@ -68,11 +63,14 @@ def _decode(message: bytes | Any) -> Any:
 
 
 class _LaneConsumer(QueueConsumer):
-    """A consumer thread for one (endpoint, auth) lane, posting Mixpanel form batches.
+    """A consumer thread for one (endpoint, auth) lane, posting JSON batches (``wire``).
 
+    Each POST goes through ``request._session``, the keep-alive transport the Segment face's
+    consumers share (looked up at call time, so patching the seam reaches the lanes too).
     ``_send`` raises ``MixpanelAPIError`` (an ``APIError``) with the HTTP status, so the shared
     policy decides: 5xx and 429 are retried, ``Retry-After`` is honoured, and a 2xx whose body
-    lacks ``status: 1`` is a rejection that no retry would fix.
+    says no is a rejection that no retry would fix. The records a ``strict=1`` import refused
+    go to ``on_error`` at once; the rest of their batch counts as delivered.
     """
 
     log = logger
@@ -91,27 +89,37 @@ class _LaneConsumer(QueueConsumer):
         super().__init__(queue, "", **settings)
         self.name = f"mixpanel-{endpoint}"
         self.endpoint = endpoint
-        self.url = url
-        self.auth = auth
-        self.credentials = credentials
-        self.verify_cert = verify_cert
-        self.session = requests.Session()
+        self.url = wire.url(url, endpoint, credentials)
+        self.headers = wire.headers(endpoint, auth, credentials)
+        self.verify = None if verify_cert else False
+        """None keeps the session's own setting (on), and with it the transport's fast path."""
+        self.refused = 0
+        """Messages of the batch last sent that the server refused one by one."""
 
     def _send(self, batch: list[bytes], retry_count: int) -> None:
-        data = b"[" + b",".join(batch) + b"]"
-        form, params, http_auth = request_parts(self.endpoint, data, self.auth, self.credentials)
-        response = self.session.post(
+        self.refused = 0
+        headers = self.headers
+        if retry_count:
+            headers = {**headers, "X-Retry-Count": str(retry_count)}
+        response = request._session.post(
             self.url,
-            params=params,
-            data=form,
-            auth=http_auth,
+            data=wire.body(self.endpoint, batch),
+            headers=headers,
             timeout=self.timeout,
-            verify=self.verify_cert,
+            verify=self.verify,
         )
-        error = response_error(response)
-        if error is not None or not 200 <= response.status_code < 300:
-            message = error or f"HTTP {response.status_code} {response.reason}"
-            raise MixpanelAPIError(response.status_code, message, response, self.endpoint)
+        failed = [
+            f for f in wire.failed_records(self.endpoint, response) if f.position < len(batch)
+        ]
+        if failed:
+            self.refused = len(failed)
+            listed = "; ".join(f.describe() for f in failed)
+            message = f"{len(failed)} of {len(batch)} records refused: {listed}"
+            error = MixpanelAPIError(response.status_code, message, response, self.endpoint)
+            self.reporter.report("rejected", error, [batch[f.position] for f in failed])
+
+    def _delivered(self, batch: list[bytes]) -> int:
+        return len(batch) - self.refused
 
 
 class _Lane:
@@ -211,19 +219,25 @@ class AsyncBufferedConsumer:
     def send(
         self,
         endpoint: str,
-        json_message: str,
+        json_message: str | bytes,
         api_key: str | Auth | None = None,
         api_secret: str | None = None,
     ) -> None:
-        """Queue ``json_message`` for ``endpoint`` and return at once.
+        """Queue ``json_message`` (text, or the UTF-8 bytes ``Mixpanel`` hands its own
+        consumers) for ``endpoint`` and return at once.
 
         Raises ``MixpanelException`` only for an unknown endpoint. A full queue drops the
         message: it is counted, logged and passed to ``on_error``.
         """
-        check_endpoint(endpoint, self._endpoints)
-        key = (endpoint, normalize_auth(api_key, api_secret))
-        lane = self._lanes.get(key) or self._open_lane(key)
-        data = ascii_json(json_message.encode())  # measured as sent, whatever the serializer
+        plain = api_key is None and api_secret is None
+        key = (endpoint, NO_AUTH if plain else normalize_auth(api_key, api_secret))
+        lane = self._lanes.get(key)
+        if lane is None:  # a lane exists only for a known endpoint
+            check_endpoint(endpoint, self._endpoints)
+            lane = self._open_lane(key)
+        data = json_message if isinstance(json_message, bytes) else json_message.encode()
+        if not data.isascii():
+            data = ascii_json(data)  # measured as sent, whatever the serializer
         try:
             lane.queue.put_nowait(data)
         except queue.Full:

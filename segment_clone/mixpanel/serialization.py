@@ -1,10 +1,27 @@
-"""The upstream JSON conventions: compact output, datetimes without offset or microseconds."""
+"""The upstream JSON conventions: compact output, datetimes without offset or microseconds.
+
+``encode`` writes them with orjson when the serializer is ``DatetimeSerializer`` itself;
+anything orjson refuses (a ``Decimal``, a ``set``, an int beyond 64 bits, a non-string key) and
+every other serializer (a subclass) go through ``json_dumps``, so a subclass's ``default`` is
+honoured and upstream's ``TypeError`` is raised where upstream raises it. Three departures
+remain on the orjson path: NaN and the infinities are written as ``null`` (upstream writes
+``NaN``, which is not JSON and which Mixpanel refuses), a ``uuid.UUID`` as its string and an
+``enum.Enum`` as its value (upstream raises ``TypeError`` for both).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from typing import Any
+
+import orjson
+
+from ..wire import ascii_json
+
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+"""Datetimes, dates, times and dataclasses reach ``_upstream_default`` instead of orjson's own
+formats, so they come out as upstream writes them, or are refused as upstream refuses them."""
 
 
 class DatetimeSerializer(json.JSONEncoder):
@@ -24,4 +41,25 @@ def json_dumps(data: Any, cls: type[json.JSONEncoder] | None = None) -> str:
     return json.dumps(data, separators=(",", ":"), cls=cls)
 
 
-__all__ = ["DatetimeSerializer", "json_dumps"]
+def encode(data: Any, serializer: type[json.JSONEncoder]) -> bytes:
+    """``json_dumps(data, serializer)`` as ASCII bytes, by orjson where that gives the same
+    value (about a fifth of the cost): non-ASCII characters are ``\\u``-escaped as
+    ``json.dumps`` escapes them."""
+    if serializer is DatetimeSerializer:
+        try:
+            encoded = orjson.dumps(data, default=_upstream_default, option=_PASSTHROUGH)
+            return encoded if encoded.isascii() else ascii_json(encoded)
+        except TypeError:  # orjson.JSONEncodeError: let json.dumps decide, as upstream
+            pass
+    return json_dumps(data, serializer).encode()
+
+
+def _upstream_default(value: Any) -> Any:
+    """``DatetimeSerializer.default``'s text for a datetime (``isoformat`` is about a third of
+    ``strftime``'s cost, and the same text from year 1000 on); anything else is refused."""
+    if isinstance(value, datetime) and value.year >= 1000:
+        return value.isoformat(timespec="seconds")[:19]
+    raise TypeError
+
+
+__all__ = ["DatetimeSerializer", "encode", "json_dumps"]

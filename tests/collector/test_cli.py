@@ -497,3 +497,18 @@ def test_beyond_loopback_a_token_is_generated_unless_refused(
     assert capsys.readouterr().err == ""
     assert access("--host", "0.0.0.0", "--no-token") is None
     assert "anyone who can reach this port" in capsys.readouterr().err
+
+
+def test_events_reads_a_collector_that_needs_a_token(
+    make_collector: Callable[..., Collector],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SEGMENT_CLONE_COLLECTOR_TOKEN", raising=False)
+    running = make_collector(token="tok")
+    assert post(running.url, "/v1/batch", {"batch": [track(message_id="t1")]}).status == 200
+    status, _, err = run_cli(capsys, "events", "--url", running.url, "--count")
+    assert status != 0 and "401" in err
+    assert run_cli(capsys, "events", "--url", f"{running.url}/?token=tok", "--count")[1] == "1\n"
+    monkeypatch.setenv("SEGMENT_CLONE_COLLECTOR_TOKEN", "tok")
+    assert run_cli(capsys, "events", "--url", running.url, "--count")[1] == "1\n"

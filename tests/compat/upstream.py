@@ -99,20 +99,26 @@ if os.environ.get("COMPAT_COLLECTOR_URL"):
 '''
 
 
-def fetch_suite(python: str) -> Path:
-    """The upstream tests, rewritten for segment_clone, in ``.compat/suite/test``."""
+def download_wheel(python: str, requirement: str, pattern: str) -> Path:
+    """The wheel of ``requirement`` (``NAME==VERSION``) in ``.compat/dist``, downloaded once."""
     dist = SCRATCH / "dist"
-    wheels = sorted(dist.glob("segment_analytics_python-2.4.0-*.whl"))
+    wheels = sorted(dist.glob(pattern))
     if not wheels:
         subprocess.run(
-            [python, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dist), UPSTREAM],
+            [python, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dist), requirement],
             check=True,
         )
-        wheels = sorted(dist.glob("segment_analytics_python-2.4.0-*.whl"))
+        wheels = sorted(dist.glob(pattern))
+    return wheels[0]
+
+
+def fetch_suite(python: str) -> Path:
+    """The upstream tests, rewritten for segment_clone, in ``.compat/suite/test``."""
+    wheel_path = download_wheel(python, UPSTREAM, "segment_analytics_python-2.4.0-*.whl")
     suite = SCRATCH / "suite"
     tests = suite / "test"
     tests.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheels[0]) as wheel:
+    with zipfile.ZipFile(wheel_path) as wheel:
         for name in wheel.namelist():
             if name.startswith("segment/analytics/test/") and name.endswith(".py"):
                 text = wheel.read(name).decode()

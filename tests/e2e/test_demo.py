@@ -1,4 +1,4 @@
-"""``make demo`` end to end: the collector and both examples as real processes."""
+"""``make demo`` end to end: the collector and the examples as real processes."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ ROOT = Path(segment_clone.__file__).resolve().parent.parent
 def test_the_demo_loses_nothing() -> None:
     result = run_file(ROOT / "examples" / "demo.py")
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = dict(line.split(None, 1) for line in result.stdout.splitlines()[-9:] if line.strip())
+    summary = dict(line.split(None, 1) for line in result.stdout.splitlines()[-10:] if line.strip())
     assert summary["sent"].startswith("2006 ")
     assert summary["stored"] == "2006"
     assert summary["lost"] == "0"
     assert summary["duplicates"].startswith("0 ")
     assert "track 1793" in summary["by"]
+    assert summary["flags"] == "6 exposure events sent, 6 stored"
+    assert "local   ada        new_checkout   treatment = True" in result.stdout
     assert summary["OK:"].startswith("every message arrived exactly once")
 
 

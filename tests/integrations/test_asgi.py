@@ -134,12 +134,15 @@ def test_lifespan_shutdown_flushes_what_is_queued_and_what_shutdown_sent(
     assert len(collector.events(event="Server Stopped")) == 1
 
 
+@pytest.mark.parametrize("refusal", ["raises", "returns"])
 def test_an_app_without_lifespan_support_still_gets_the_flush(
-    patient_client: Client, collector: Collector
+    refusal: str, patient_client: Client, collector: Collector
 ) -> None:
     async def bare(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            raise RuntimeError("only http")  # as many small ASGI apps do
+        if scope["type"] != "http":  # as many small ASGI apps do, one way or the other
+            if refusal == "raises":
+                raise RuntimeError("only http")
+            return
         patient_client.track(anonymous_id="a", event="Bare")
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
@@ -159,3 +162,30 @@ def test_a_failing_startup_is_reported_not_hidden(patient_client: Client) -> Non
     app = SegmentMiddleware(Starlette(lifespan=lifespan), client=patient_client)
     with pytest.raises(RuntimeError, match="no database"), TestClient(app):
         pass
+
+
+def test_fastapi_add_middleware_takes_part_in_the_lifespan(
+    patient_client: Client, collector: Collector
+) -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    app.add_middleware(SegmentMiddleware, client=patient_client, user_id=lambda scope: "u1")
+
+    @app.post("/order")
+    async def order() -> dict[str, bool]:
+        return {"ok": patient_client.track(event="Ordered")[0]}
+
+    @app.post("/refund")
+    def refund() -> dict[str, bool]:  # a sync endpoint: FastAPI runs it in a worker thread
+        return {"ok": patient_client.track(event="Refunded")[0]}
+
+    with TestClient(app) as http:
+        assert http.post("/order").json() == {"ok": True}
+        assert http.post("/refund").json() == {"ok": True}
+        assert collector.events() == []
+    events = collector.events()
+    assert sorted((e["event"], e["userId"]) for e in events) == [
+        ("Ordered", "u1"),
+        ("Refunded", "u1"),
+    ]

@@ -17,6 +17,7 @@ import segment_clone as analytics
 from segment_clone import Client
 from segment_clone.collector import Collector
 from segment_clone.integrations.celery import HEADER, instrument
+from segment_clone.scopes import current_frame
 
 APPS = itertools.count()
 
@@ -74,3 +75,19 @@ def test_the_scope_travels_as_json_in_a_header(app: Celery) -> None:
 def test_eager_tasks_run_in_the_callers_scope(app: Celery, collector: Collector) -> None:
     with analytics.scope(user_id="u3"):
         assert app.tasks[f"{app.main}.signup"].apply(args=("eager",)).get() == "u3"
+
+
+def test_two_instrumented_apps_leave_no_scope_behind(app: Celery) -> None:
+    """Each app's handlers enter and leave the scope of its own tasks only: with both entering,
+    leaving in connection order would restore the first one's frame after the task."""
+    other = Celery(f"tests{next(APPS)}", broker="memory://", backend="cache+memory://")
+    instrument(other)
+    task = app.tasks[f"{app.main}.signup"]
+    task.push_request(**{HEADER: {"user_id": "u9"}})
+    try:
+        signals.task_prerun.send(sender=task, task_id="t1", task=task, args=(), kwargs={})
+        assert current_frame() is not None and current_frame().user_id == "u9"
+        signals.task_postrun.send(sender=task, task_id="t1", task=task, args=(), kwargs={})
+    finally:
+        task.pop_request()
+    assert current_frame() is None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from segment_clone.integrations.http import (
+    HEADERS,
     MAX_USER_AGENT,
     TrustedProxies,
     anonymous_id_from_cookie,
@@ -91,3 +95,33 @@ def test_the_context_fields_are_bounded_and_the_host_checked() -> None:
     assert context["page"]["path"] == "/caf%C3%A9%20menu"
     assert context["page"]["search"] == "?a=1"
     assert len(context["page"]["referrer"]) == 2048
+
+
+HEADER_VALUES = st.text(max_size=3000) | st.sampled_from(
+    ["ajs_anonymous_id=%22a%22", "utm_source=x&utm_campaign=y", "en-US,fr;q=0.5", "::1, 10.0.0.1"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    peer=st.none() | st.text(max_size=50) | st.ip_addresses().map(str),
+    headers=st.dictionaries(st.sampled_from(HEADERS), HEADER_VALUES),
+    scheme=st.text(max_size=10),
+    server=st.none() | st.text(max_size=300),
+    path=st.text(max_size=3000),
+    query=st.text(max_size=3000),
+)
+def test_any_request_gives_a_bounded_scope_and_never_raises(
+    peer: str | None,
+    headers: dict[str, str],
+    scheme: str,
+    server: str | None,
+    path: str,
+    query: str,
+) -> None:
+    trusted = TrustedProxies(["10.0.0.0/8", "::1"])
+    # The parts, not request_scope, which would hide a failure behind an empty scope.
+    context = request_context(peer, headers, scheme, server, path, query, trusted)
+    assert len(orjson.dumps(context)) < 16 * 1024  # far under a message's 32 KB, whatever came
+    anonymous_id = anonymous_id_from_cookie(headers.get("cookie"))
+    assert anonymous_id is None or 0 < len(anonymous_id) <= 200

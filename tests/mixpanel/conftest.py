@@ -36,8 +36,16 @@ def form(rec: Recorded) -> dict[str, str]:
 
 
 def data(rec: Recorded) -> Any:
-    """The JSON in the ``data`` field of a recorded request."""
+    """The records of a recorded request: its JSON body (the background lanes' wire), or the
+    JSON in its ``data`` form field (upstream's, kept by the synchronous consumers)."""
+    if rec.header("content-type") == "application/json":
+        return json.loads(rec.body)
     return json.loads(form(rec)["data"])
+
+
+def endpoint(rec: Recorded) -> str:
+    """The path of a recorded request, without its query."""
+    return rec.path.partition("?")[0]
 
 
 def delivered(server: ScriptedServer) -> list[dict[str, Any]]:
@@ -47,6 +55,16 @@ def delivered(server: ScriptedServer) -> list[dict[str, Any]]:
         body = data(rec)
         out.extend(body if isinstance(body, list) else [body])
     return out
+
+
+class Errors:
+    """An on_error callback recording (exception, messages)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[BaseException, list[Any]]] = []
+
+    def __call__(self, exc: BaseException, messages: list[Any]) -> None:
+        self.calls.append((exc, messages))
 
 
 class Log:
