@@ -13,6 +13,7 @@ from segment_clone.mixpanel import Mixpanel, MixpanelException
 from segment_clone.mixpanel.flags.types import SelectedVariant, VariantSource
 
 from ..mixpanel.conftest import Log
+from ..processes import run_script
 from ..server import Reply, ScriptedServer
 from .conftest import TOKEN, definitions, flag
 
@@ -155,3 +156,29 @@ def test_a_consumer_that_fails_does_not_fail_the_evaluation(
     with caplog.at_level(logging.ERROR):
         assert mp.local_flags.is_enabled("new_checkout", USER) is True
     assert "Exposure event failed: MixpanelException: the events endpoint is down" in caplog.text
+
+
+def test_leaving_the_block_after_async_polling_in_an_ended_loop(server: ScriptedServer) -> None:
+    """``asyncio.run`` polls and ends, leaving a connection its loop no longer can close; the
+    application then leaves its ``with mp:`` block, which must not raise. (In a subprocess: the
+    dead loop's socket is reported unclosed when collected.)"""
+    server.default = Reply(body=definitions(flag()))
+    result = run_script(
+        """
+        import asyncio, sys
+        from segment_clone.mixpanel import LocalFlagsConfig, Mixpanel
+
+        class Sink:
+            def send(self, endpoint, message):
+                pass
+
+        config = LocalFlagsConfig(api_host=sys.argv[1], enable_polling=False)
+        with Mixpanel("tok", consumer=Sink(), local_flags_config=config) as mp:
+            asyncio.run(mp.local_flags.astart_polling_for_definitions())
+        assert mp.local_flags._async_client.is_closed
+        print("left the block")
+        """,
+        server.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "left the block"

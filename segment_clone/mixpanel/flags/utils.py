@@ -96,7 +96,8 @@ def _log_tracker_future_exception(future: Future[Any]) -> None:
 
 
 def close_async_client_from_sync(client: httpx.AsyncClient) -> None:
-    """Close ``client`` from synchronous code that has no event loop running.
+    """Close ``client`` from synchronous code that has no event loop running (connections
+    left by an event loop that has since ended are dropped: they cannot be closed any more).
 
     From inside a running loop this raises ``RuntimeError``: a close scheduled on that loop
     could be cancelled by its teardown, so async code must ``await`` ``__aexit__`` instead.
@@ -104,7 +105,10 @@ def close_async_client_from_sync(client: httpx.AsyncClient) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(client.aclose())
+        try:
+            asyncio.run(client.aclose())
+        except RuntimeError as error:  # its connections were opened by a loop that has ended
+            logger.debug("Closed the async flags client without its connections: %s", error)
         return
     raise RuntimeError(
         "close_async_client_from_sync() cannot be called from a running event loop; "
