@@ -14,11 +14,12 @@ import threading
 import time
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
 
-from . import aio, lifecycle, serverless
+from . import aio, lifecycle, reentry, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
 from .encoding import decode_message, encode_message
@@ -27,6 +28,7 @@ from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hook
 from .message_queue import MessageQueue
 from .oauth_manager import DEFAULT_AUTH_SERVER, DEFAULT_SCOPE, OauthManager
 from .request import post
+from .runtime import Runtime, process_lock
 from .scopes import Scope, current_frame
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolFull
 from .stats import DropReporter, OnError, Stats, StatsSnapshot
@@ -178,59 +180,72 @@ class Client:
         _configure_logging(self.log, debug, log_handler)
         self._spool = Spool(spool_path, spool_max_bytes) if spool_path and send else None
         self._thread_count = thread
-        self._init_runtime(on_error)
+        self._rt = self._new_runtime(on_error)
+        """Owner: the process of ``_rt.pid``; replaced whole, by one assignment, in a fork."""
 
         if self._spool is not None:
             self._replay(self._spool.adopt_orphans())
 
-    def _init_runtime(self, on_error: OnError | None) -> None:
-        """Everything a process must not share with its parent: queue, locks, counters,
-        sessions and threads. Run at construction and again in a forked child."""
-        self._pid = os.getpid()
-        self.queue = MessageQueue(
-            self.max_queue_size, batch_size=self.upload_size, batch_cut=batch_cut
+    def _new_runtime(self, on_error: OnError | None) -> Runtime:
+        """Everything a process must not share with its parent: queue, locks, counters and
+        threads. Built at construction and again in a forked child."""
+        stats = Stats()
+        rt = Runtime(
+            MessageQueue(self.max_queue_size, batch_size=self.upload_size, batch_cut=batch_cut),
+            stats,
+            DropReporter(stats, on_error, self.log),
         )
-        self._stats = Stats()
-        self._reporter = DropReporter(self._stats, on_error, self.log)
-        self._lock = threading.Lock()
-        self._enlisted = False
-        """True while this client is in the lifecycle registry with its consumers started (or
-        paused by ``join()``); a call that finds it False enlists again. Written under
-        ``_lock``, read without it: a put reads it again afterwards (``_recheck_after_put``)."""
-        self._paused = False
-        """``join()`` stopped the consumers: calls queue without restarting them (``_lock``)."""
-        self._closed = False
-        """Set by the exit hook before its last sweep: later calls are reported, not queued."""
-        self.consumers: list[Consumer] | None = None
-        self._retired: list[Consumer] = []
-        """Consumers replaced while still in a request (under ``_lock``)."""
-        self._sync_uploader: _SyncSender | None = None
         if self.sync_mode:
-            self._sync_uploader = _SyncSender(**self._uploader_settings())
+            rt.sync_sender = _SyncSender(**self._uploader_settings(rt))
         else:
-            self.consumers = self._new_consumers(self._thread_count)
+            rt.consumers = self._new_consumers(rt, self._thread_count)
+        return rt
 
-    def _adopt_process(self) -> None:
-        """Re-initialise if this process was forked without ``os.register_at_fork`` hooks."""
-        if self._pid != os.getpid():
-            self._after_fork()
+    def _runtime(self) -> Runtime:
+        """This process's runtime: a new one if the process was forked, even without
+        ``os.register_at_fork`` hooks (uWSGI without ``--py-call-uwsgi-fork-hooks``)."""
+        rt = self._rt
+        if rt.pid != os.getpid():
+            rt = self._adopt_process()
+        return rt
+
+    def _adopt_process(self) -> Runtime:
+        """In a forked child: the parent's queued messages are the parent's to send. Built
+        under this process's own lock, published by one assignment."""
+        pid = os.getpid()
+        with process_lock(pid):
+            rt = self._rt
+            if rt.pid == pid:  # another thread of this process adopted it first
+                return rt
+            reseed_message_ids()
+            if self.oauth_manager is not None:
+                self.oauth_manager.reset_after_fork()
+            if self._spool is not None:
+                self._spool.reopen_after_fork()
+            rt = self._rt = self._new_runtime(rt.reporter.on_error)
+            return rt
 
     def _after_fork(self) -> None:
-        """In a forked child. Messages the parent queued are the parent's to send."""
-        reseed_message_ids()
-        if self.oauth_manager is not None:
-            self.oauth_manager.reset_after_fork()
-        if self._spool is not None:
-            self._spool.reopen_after_fork()
-        self._init_runtime(self._reporter.on_error)
+        """The lifecycle registry's fork hook, in the child."""
+        self._adopt_process()
+
+    @property
+    def queue(self) -> MessageQueue:
+        """This process's queue (upstream's attribute, read by code written for it)."""
+        return self._runtime().queue
+
+    @property
+    def consumers(self) -> list[Consumer] | None:
+        """This process's consumer threads; None in ``sync_mode``."""
+        return self._runtime().consumers
 
     @property
     def on_error(self) -> OnError | None:
-        return self._reporter.on_error
+        return self._rt.reporter.on_error
 
     @on_error.setter
     def on_error(self, value: OnError | None) -> None:
-        self._reporter.on_error = value
+        self._rt.reporter.on_error = value
 
     # -- message methods (positional order matches segment.analytics) -------------------------
 
@@ -419,8 +434,9 @@ class Client:
     # -- the hand-off -----------------------------------------------------------------------
 
     def _enqueue(self, msg: Message) -> Result:
-        if self._pid != os.getpid():  # forked without fork hooks (uWSGI without its flag)
-            self._after_fork()
+        rt = self._rt
+        if rt.pid != os.getpid():  # forked, maybe without fork hooks (uWSGI without its flag)
+            rt = self._adopt_process()
         timestamp = msg["timestamp"]
         if timestamp is None:
             msg["timestamp"] = utc_now_iso()
@@ -448,15 +464,39 @@ class Client:
             msg["anonymousId"] = str(anonymous_id)
 
         data, encoded = encode_message(msg)
+        st = reentry.state
+        if st.busy:  # a signal handler, on a thread inside a hand-off: take no lock now
+            st.deferred.append(partial(self._hand_off_later, data, encoded, encoded is msg))
+            return True, encoded
+        st.busy = True
+        try:
+            return self._hand_off(rt, data, encoded, encoded is msg)
+        finally:
+            st.busy = False
+            if st.deferred:
+                reentry.drain(st)
+
+    def _hand_off_later(self, data: bytes, msg: Message, exact: bool) -> None:
+        """The hand-off of a call a signal handler made inside another: run by that other
+        call once it is done. Its caller already has ``(True, msg)``; a drop is reported."""
+        rt = self._runtime()
+        try:
+            self._hand_off(rt, data, msg, exact)
+        except Exception as e:
+            rt.reporter.report("error", e, [msg])
+
+    def _hand_off(self, rt: Runtime, data: bytes, encoded: Message, exact: bool) -> Result:
+        """``before_send``, then the queue (or ``sync_mode``'s send); one per thread at a time.
+        ``exact``: orjson encoded the message as it was, so reading ``data`` back gives it."""
         if self._before_send is not None:
             # What orjson wrote it reads back exactly; the sanitized path may hold integers
             # beyond 64 bits or escaped lone surrogates, which only the json module keeps.
-            copy = orjson.loads(data) if encoded is msg else decode_message(data)
+            copy = orjson.loads(data) if exact else decode_message(data)
             final = run_hooks(
                 self._before_send,
                 copy,
                 check_segment_message,
-                self._reporter,
+                rt.reporter,
                 self.debug,
             )
             if final is None:
@@ -470,56 +510,56 @@ class Client:
             )
         if not self.send:
             return True, msg
-        if self._sync_uploader is not None:
-            return self._send_now(self._sync_uploader, data, msg)
-        if not self._enlisted and not self._enlist():
-            return self._refuse_closed(msg)
+        if rt.sync_sender is not None:
+            return self._send_now(rt, data, msg)
+        if not rt.enlisted and not self._enlist(rt):
+            return self._refuse_closed(rt, msg)
         if self._spool is not None:
             try:
                 self._spool.add(data)
             except SpoolFull as e:
-                self._reporter.report("spool_full", MessageDropped("spool_full", str(e)), [msg])
+                rt.reporter.report("spool_full", MessageDropped("spool_full", str(e)), [msg])
                 return False, msg
         try:
             if self.queue_full_policy == "block":
-                self.queue.put(data, self.queue_full_timeout)
+                rt.queue.put(data, self.queue_full_timeout)
             else:
-                self.queue.put_nowait(data)
+                rt.queue.put_nowait(data)
         except queue.Full:
             if self._spool is not None:
                 self._spool.remove([data])
-            self._reporter.report(
+            rt.reporter.report(
                 "queue_full",
-                MessageDropped("queue_full", f"queue is full ({self.queue.maxsize} messages)"),
+                MessageDropped("queue_full", f"queue is full ({rt.queue.maxsize} messages)"),
                 [msg],
             )
             return False, msg
-        if not self._enlisted:  # join() or the exit hook ran between our check and our put
-            self._recheck_after_put()
+        if not rt.enlisted:  # join() or the exit hook ran between our check and our put
+            self._recheck_after_put(rt)
         return True, msg
 
-    def _enlist(self) -> bool:
+    def _enlist(self, rt: Runtime) -> bool:
         """Join the lifecycle registry (and start the consumers unless ``join()`` paused
         them); False once the exit hook has run, when nothing would deliver."""
-        with self._lock:
-            if self._closed or not lifecycle.register(self):
-                self._closed = True
+        with rt.lock:
+            if rt.closed or not lifecycle.register(self):
+                rt.closed = True
                 return False
-            if not self._paused:
-                self._start_consumers()
-            self._enlisted = True
+            if not rt.paused:
+                self._start_consumers(rt)
+            rt.enlisted = True
             return True
 
-    def _recheck_after_put(self) -> None:
-        """Our put raced ``join()`` or the exit hook. ``join()`` clears ``_enlisted`` before it
+    def _recheck_after_put(self, rt: Runtime) -> None:
+        """Our put raced ``join()`` or the exit hook. ``join()`` clears ``enlisted`` before it
         counts what is pending, and the exit hook before its sweep, so either they saw our
         message or we see the flag: enlist again, or sweep and settle it ourselves."""
-        if not self._enlist():
-            self._settle(self.queue.take_all(), [])
+        if not self._enlist(rt):
+            self._settle(rt, rt.queue.take_all(), [])
 
-    def _refuse_closed(self, msg: Message) -> Result:
+    def _refuse_closed(self, rt: Runtime, msg: Message) -> Result:
         """After the exit hook has drained, nothing would deliver a queued message."""
-        self._reporter.report(
+        rt.reporter.report(
             "shutdown",
             MessageDropped("shutdown", "tracked after the interpreter-exit flush"),
             [msg],
@@ -532,37 +572,39 @@ class Client:
         if not orphans:
             return
         self.log.info("replaying %d message(s) left in the spool by an earlier run", len(orphans))
-        self._start()
-        fits = min(len(orphans), self.queue.maxsize - self.queue.qsize())
+        rt = self._runtime()
+        self._start(rt)
+        fits = min(len(orphans), rt.queue.maxsize - rt.queue.qsize())
         for data in orphans[:fits]:
-            self.queue.put_nowait(data)
+            rt.queue.put_nowait(data)
         if fits < len(orphans):
-            self.queue.promise(len(orphans) - fits)  # a flush from now on waits for them too
+            rt.queue.promise(len(orphans) - fits)  # a flush from now on waits for them too
             feeder = threading.Thread(
-                target=_feed, args=(self.queue, orphans[fits:]), name="segment-clone-replay"
+                target=_feed, args=(rt.queue, orphans[fits:]), name="segment-clone-replay"
             )
             feeder.daemon = True  # never holds up interpreter exit; the rows stay spooled
             feeder.start()
 
-    def _send_now(self, uploader: _SyncSender, data: bytes, msg: Message) -> Result:
+    def _send_now(self, rt: Runtime, data: bytes, msg: Message) -> Result:
         """``sync_mode``: deliver on the caller's thread with the same retry policy, waiting
         out rate limits here instead of in the queue."""
-        self._stats.add("enqueued")
+        assert rt.sync_sender is not None
+        rt.stats.add("enqueued")
         try:
-            while not uploader.deliver([data]):
+            while not rt.sync_sender.deliver([data]):
                 pass
         except GiveUp as e:
-            self._reporter.report(e.reason, e.cause, [msg])
+            rt.reporter.report(e.reason, e.cause, [msg])
             return False, msg
         except ShutdownInterrupted as e:
-            self._reporter.report("shutdown", e, [msg])
+            rt.reporter.report("shutdown", e, [msg])
             return False, msg
-        self._stats.add("delivered")
+        rt.stats.add("delivered")
         return True, msg
 
     # -- consumers --------------------------------------------------------------------------
 
-    def _uploader_settings(self) -> dict[str, Any]:
+    def _uploader_settings(self, rt: Runtime) -> dict[str, Any]:
         return {
             "write_key": self.write_key,
             "host": self.host,
@@ -573,43 +615,43 @@ class Client:
             "oauth_manager": self.oauth_manager,
             "max_total_backoff_duration": self.max_total_backoff_duration,
             "max_rate_limit_duration": self.max_rate_limit_duration,
-            "stats": self._stats,
+            "stats": rt.stats,
         }
 
-    def _new_consumers(self, count: int) -> list[Consumer]:
+    def _new_consumers(self, rt: Runtime, count: int, **settings: Any) -> list[Consumer]:
         return [
             Consumer(
-                self.queue,
+                rt.queue,
                 upload_size=self.upload_size,
                 upload_interval=self.upload_interval,
-                reporter=self._reporter,
+                reporter=rt.reporter,
                 spool=self._spool,
-                **self._uploader_settings(),
+                **(self._uploader_settings(rt) | settings),
             )
             for _ in range(count)
         ]
 
-    def _start(self) -> None:
+    def _start(self, rt: Runtime) -> None:
         """Start the consumer threads, replacing any stopped by ``join()`` or dead."""
-        with self._lock:
+        with rt.lock:
             lifecycle.register(self)
-            self._paused = False
-            self._start_consumers()
-            self._enlisted = not self._closed
+            rt.paused = False
+            self._start_consumers(rt)
+            rt.enlisted = not rt.closed
 
-    def _start_consumers(self) -> None:
-        """Under ``_lock``. A stopped consumer still in a request is kept in ``_retired`` until
-        it ends, so that the exit hook waits for its batch and settles it."""
-        if self.consumers is None:
+    def _start_consumers(self, rt: Runtime) -> None:
+        """Under ``rt.lock``. A stopped consumer still in a request is kept in ``retired``
+        until it ends, so that the exit hook waits for its batch and settles it."""
+        if rt.consumers is None:
             return
-        self._retired = [c for c in self._retired if c.is_alive()]
-        for i, consumer in enumerate(self.consumers):
+        rt.retired = [c for c in rt.retired if c.is_alive()]
+        for i, consumer in enumerate(rt.consumers):
             if consumer.running and consumer.is_alive():
                 continue
             if not (consumer.running and consumer.ident is None):  # stopped by join(), or dead
                 if consumer.is_alive():
-                    self._retired.append(consumer)
-                consumer = self.consumers[i] = self._new_consumers(1)[0]
+                    rt.retired.append(consumer)
+                consumer = rt.consumers[i] = self._new_consumers(rt, 1)[0]
             try:
                 consumer.start()
             except RuntimeError as e:  # "can't start new thread", e.g. at interpreter exit
@@ -619,28 +661,30 @@ class Client:
     # -- lifecycle --------------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> int:
-        """Send everything queued now, and wait for it to be delivered or reported.
+        """Send every message accepted before this call, and wait for each to be delivered or
+        reported (messages tracked meanwhile do not extend the wait).
 
-        Returns the number of messages still pending: 0 unless ``timeout`` (seconds) ran out.
+        Returns the number of those still pending: 0 unless ``timeout`` (seconds) ran out.
         Restarts consumers stopped by ``join()`` so that nothing queued is stranded.
         """
-        if not self._flush_needed():
+        rt = self._runtime()
+        if not self._flush_needed(rt):
             return 0
-        with self.queue.flushing():
-            drained = self.queue.join(timeout)
-        return self._flushed(drained, timeout)
+        mark = rt.queue.mark()
+        with rt.queue.flushing():
+            rt.queue.join(timeout, upto=mark)
+        return self._flushed(rt, timeout, mark)
 
-    def _flush_needed(self) -> bool:
+    def _flush_needed(self, rt: Runtime) -> bool:
         """True if messages are pending; then the consumers are (re)started to send them."""
-        self._adopt_process()
-        if self.consumers is None or not self.queue.unfinished_tasks:
+        if rt.consumers is None or not rt.queue.unfinished_tasks:
             return False
-        self._start()
+        self._start(rt)
         return True
 
-    def _flushed(self, drained: bool, timeout: float | None) -> int:
-        pending = self.queue.unfinished_tasks
-        if drained:
+    def _flushed(self, rt: Runtime, timeout: float | None, mark: int | None = None) -> int:
+        pending = rt.queue.pending_before(mark)
+        if not pending:
             self.log.debug("successfully flushed")
         else:
             self.log.warning("flush timed out after %ss with %d messages pending", timeout, pending)
@@ -653,26 +697,26 @@ class Client:
         Returns the number of messages still pending.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        for consumer in self._pause():
+        rt = self._runtime()
+        for consumer in self._pause(rt):
             consumer.join(_remaining(deadline))
-        return self._joined()
+        return self._joined(rt)
 
-    def _pause(self) -> list[Consumer]:
+    def _pause(self, rt: Runtime) -> list[Consumer]:
         """Ask every consumer thread to stop; return those that were started."""
-        self._adopt_process()
-        with self._lock:
-            self._paused = True
-            consumers = [*(self.consumers or []), *self._retired]
+        with rt.lock:
+            rt.paused = True
+            consumers = [*(rt.consumers or []), *rt.retired]
         for consumer in consumers:
             consumer.pause()
         return [consumer for consumer in consumers if consumer.ident is not None]
 
-    def _joined(self) -> int:
+    def _joined(self, rt: Runtime) -> int:
         if self.oauth_manager is not None:
             self.oauth_manager.stop()
-        with self._lock:
-            self._enlisted = False  # before counting: see _recheck_after_put
-            pending = self.queue.unfinished_tasks
+        with rt.lock:
+            rt.enlisted = False  # before counting: see _recheck_after_put
+            pending = rt.queue.unfinished_tasks
             if not pending:
                 lifecycle.unregister(self)  # a later call enlists it again
         return pending
@@ -690,18 +734,20 @@ class Client:
 
         Safe to cancel (for example by ``asyncio.wait_for``): the consumers go on delivering.
         """
-        if not self._flush_needed():
+        rt = self._runtime()
+        if not self._flush_needed(rt):
             return 0
-        with self.queue.flushing():
-            drained = await aio.wait(self.queue, timeout)
-        return self._flushed(drained, timeout)
+        with rt.queue.flushing():
+            await aio.wait(rt.queue, timeout)
+        return self._flushed(rt, timeout)
 
     async def ajoin(self, timeout: float | None = None) -> int:
         """``join()`` for a running event loop; returns the number of messages still pending."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for consumer in self._pause():
+        rt = self._runtime()
+        for consumer in self._pause(rt):
             await aio.wait(consumer.stopped, _remaining(deadline))
-        return self._joined()
+        return self._joined(rt)
 
     async def ashutdown(self, timeout: float | None = None) -> int:
         """``shutdown()`` for a running event loop: ``aflush()`` then ``ajoin()`` within one
@@ -735,27 +781,52 @@ class Client:
     def stats(self) -> StatsSnapshot:
         """Counters since this client was created: enqueued, delivered, retried, dropped
         (by reason) and pending (accepted, not yet delivered or reported)."""
-        self._adopt_process()
-        return self._stats.snapshot(self.queue.accepted, self.queue.unfinished_tasks)
+        rt = self._runtime()
+        return rt.stats.snapshot(rt.queue.accepted, rt.queue.unfinished_tasks)
 
     def _at_exit(self) -> None:
-        """Deliver what is pending within ``shutdown_timeout``; then spool or report the rest."""
-        if self._pid != os.getpid():
+        """Deliver what is pending within ``shutdown_timeout``; then spool or report the rest.
+        Consumers stopped by ``join()`` (or dead) are not restarted: Python 3.12 and later
+        refuse new threads in exit hooks, so what they left queued goes out from this thread."""
+        rt = self._rt
+        if rt.pid != os.getpid():
             return  # forked without hooks and never used here: nothing of ours to flush
-        if self.queue.unfinished_tasks:
-            deadline = time.monotonic() + self.shutdown_timeout
-            self.flush(self.shutdown_timeout)
+        deadline = time.monotonic() + self.shutdown_timeout
+        if rt.queue.unfinished_tasks:
+            if any(c.running and c.is_alive() for c in rt.consumers or []):
+                with rt.queue.flushing():
+                    rt.queue.join(self.shutdown_timeout)
             self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
+            self._deliver_here(rt, deadline)
         else:
             self.join(0)
-        with self._lock:  # closed before the sweep: a put after it sees the flag, sweeps itself
-            self._closed = True
-            self._enlisted = False
-            consumers = [*(self.consumers or []), *self._retired]
+        with rt.lock:  # closed before the sweep: a put after it sees the flag, sweeps itself
+            rt.closed = True
+            rt.enlisted = False
+            consumers = [*(rt.consumers or []), *rt.retired]
         in_flight = [m for c in consumers for m in c.in_flight]
-        self._settle(self.queue.take_all(), in_flight)
+        self._settle(rt, rt.queue.take_all(), in_flight)
+        if self._spool is not None:  # its logs cut to their lines; nothing left if all finished
+            self._spool.close(keep_locks=True)
 
-    def _settle(self, queued: list[bytes], in_flight: list[bytes]) -> None:
+    def _deliver_here(self, rt: Runtime, deadline: float) -> None:
+        """Send what is queued from the calling (exiting) thread until ``deadline``; each
+        request, backoff and rate-limit wait is held to what is left of it."""
+        left = deadline - time.monotonic()
+        if left <= 0 or rt.consumers is None or not rt.queue.qsize():
+            return
+        (sender,) = self._new_consumers(
+            rt,
+            1,
+            timeout=min(self.timeout, left),
+            max_total_backoff_duration=left,
+            max_rate_limit_duration=left,
+        )
+        with rt.queue.flushing():
+            while rt.queue.qsize() and time.monotonic() < deadline:
+                sender.upload()
+
+    def _settle(self, rt: Runtime, queued: list[bytes], in_flight: list[bytes]) -> None:
         """Account for what is left at exit: ``queued`` (taken off the queue) and the batches
         stuck in a request: kept in the spool for the next run, or reported."""
         leftovers = queued + in_flight
@@ -770,7 +841,7 @@ class Client:
                 spool.path,
             )
         if lost:  # no spool, or one that could not hold them (see docs/spool-faults.md)
-            self._reporter.report(
+            rt.reporter.report(
                 "shutdown",
                 MessageDropped(
                     "shutdown",
@@ -779,9 +850,7 @@ class Client:
                 ),
                 lost,
             )
-        self.queue.task_done(len(queued))
-        if spool is not None:  # its logs cut to their lines; nothing left if all is finished
-            spool.close(keep_locks=True)
+        rt.queue.task_done(len(queued))
 
 
 class _SyncSender(Uploader):

@@ -57,7 +57,9 @@ class MessageQueue:
         self._items: deque[bytes] = deque()
         self._half = max(maxsize // 2, 1)
         self._crowded = max(maxsize * 3 // 4, 1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        """Guards every field below but ``_items`` (whose append and popleft are atomic).
+        Re-entrant: a signal handler may put while its thread holds it (in ``flush()``)."""
         self._yielding = threading.RLock()
         """Held by the caller that yields: other callers wait behind it instead of taking the
         GIL that the yield is meant for. Re-entrant, for a signal handler that tracks an event
@@ -231,17 +233,33 @@ class MessageQueue:
                 raise ValueError("task_done() called for more items than were taken")
             self._held -= count
             self._finished += count
+            self._done.notify_all()  # a flush may wait for a mark, not for an empty queue
             if self._held or self._items or self._promised:
                 return
-            self._done.notify_all()
             waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter()
 
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait until every item is finished; return False if ``timeout`` ran out first."""
+    def mark(self) -> int:
+        """Items accepted so far: ``join(upto=mark)`` waits for those only."""
         with self._lock:
-            return self._done.wait_for(lambda: not self._unfinished(), timeout)
+            return self._finished + self._unfinished()
+
+    def join(self, timeout: float | None = None, upto: int | None = None) -> bool:
+        """Wait until every item is finished, or with ``upto`` until that many items have ever
+        been finished (in FIFO order with one consumer: those accepted before the mark);
+        return False if ``timeout`` ran out first."""
+        with self._lock:
+            return self._done.wait_for(lambda: not self._pending_before(upto), timeout)
+
+    def pending_before(self, upto: int | None) -> int:
+        """Unfinished items, or with ``upto`` those of the first ``upto`` items."""
+        with self._lock:
+            return self._pending_before(upto)
+
+    def _pending_before(self, upto: int | None) -> int:
+        unfinished = self._unfinished()
+        return unfinished if upto is None else min(unfinished, max(0, upto - self._finished))
 
     def add_waiter(self, waiter: Callable[[], None]) -> bool:
         """Call ``waiter()`` once, on the finishing thread, when no item is left unfinished;

@@ -29,6 +29,7 @@ import requests
 from .errors import FatalError
 from .request import MAX_RETRY_AFTER_SECONDS, parse_retry_after
 from .retry import backoff_delays
+from .transport import forget_inherited_connections
 from .utils import remove_trailing_slash
 
 DEFAULT_AUTH_SERVER = "https://oauth2.segment.io"
@@ -46,13 +47,7 @@ _session = requests.Session()
 """The token endpoint's session (upstream's seam); resolved at call time."""
 
 
-def _fresh_session_pools() -> None:
-    """A forked child must not share the parent's keep-alive sockets. Closing them in the
-    child only releases the child's descriptors: the parent's connections stay open."""
-    _session.close()
-
-
-os.register_at_fork(after_in_child=_fresh_session_pools)
+os.register_at_fork(after_in_child=lambda: forget_inherited_connections(_session))
 
 
 class TokenUnavailable(Exception):

@@ -35,7 +35,7 @@ class Stats:
     """Counters updated by consumer threads (per batch, never per ``track()`` call)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # guards the counters; re-entrant for signal handlers
         self.enqueued = 0
         self.delivered = 0
         self.retried = 0
@@ -68,7 +68,7 @@ class DropReporter:
         self.stats = stats
         self.on_error = on_error
         self.log = log
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # guards _window; re-entrant for signal handlers
         self._window: dict[str, tuple[float, int]] = {}
 
     def report(

@@ -23,6 +23,7 @@ instead of being followed as a GET that would drop the batch.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import ssl
@@ -61,7 +62,7 @@ class Session(requests.Session):
         self._pools: dict[tuple[Origin, Any], Pool] = {}
         self._tls: dict[tuple[Any, Any], ssl.SSLContext] = {}
         self._environment: dict[tuple[str, str | None], tuple[dict[str, str], str | None]] = {}
-        os.register_at_fork(after_in_child=partial(_close_in_child, weakref.ref(self)))
+        os.register_at_fork(after_in_child=partial(_reset_in_child, weakref.ref(self)))
 
     def request(
         self,
@@ -261,9 +262,27 @@ def _response(url: str, answer: Answer) -> requests.Response:
     return response
 
 
-def _close_in_child(ref: weakref.ReferenceType[Session]) -> None:
-    """A forked child must not share the parent's keep-alive sockets. Closing them here only
-    releases the child's descriptors: the parent's connections stay open."""
+def _reset_in_child(ref: weakref.ReferenceType[Session]) -> None:
     session = ref()
     if session is not None:
-        session.close()
+        session._pools = {}  # a dropped pool's finalizer closes its idle sockets, lock-free
+        forget_inherited_connections(session)
+        session._stock_adapters = tuple(session.adapters.values())
+
+
+_left_by_parent: list[requests.adapters.BaseAdapter] = []
+"""Adapters a forked child inherited, never closed nor collected there: closing one takes
+urllib3's pool locks, which a thread of the parent may have held at the fork."""
+
+
+def forget_inherited_connections(session: requests.Session) -> None:
+    """In a forked child, which must not share its parent's keep-alive sockets: give
+    ``session`` new stock adapters instead of closing the old ones under their locks (the child
+    keeps its copies of the descriptors; the parent's connections stay open). An adapter the
+    application mounted is closed, as it cannot be rebuilt."""
+    for prefix, adapter in list(session.adapters.items()):
+        if type(adapter) is requests.adapters.HTTPAdapter:
+            _left_by_parent.append(adapter)
+            session.adapters[prefix] = copy.copy(adapter)  # its settings, a new pool manager
+        else:
+            adapter.close()

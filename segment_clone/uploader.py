@@ -74,6 +74,9 @@ class Uploader(ABC):
         self.max_rate_limit_duration = max_rate_limit_duration
         self.stats = stats if stats is not None else Stats()
         self._stopping = threading.Event()
+        self._episode = threading.RLock()
+        """Guards the rate-limit episode below: ``sync_mode`` shares one uploader among every
+        caller thread. Re-entrant, so a signal handler's ``track()`` cannot deadlock on it."""
         self.rate_limited_until: float | None = None
         """Monotonic time before which the server asked not to be sent to, or None."""
         self.rate_limit_start_time: float | None = None
@@ -131,9 +134,10 @@ class Uploader(ABC):
                     raise
                 retry_after = parse_retry_after(e.response) if e.response is not None else None
                 if retry_after:
-                    self.set_rate_limit_state(retry_after)
-                    self._episode_attempts = earlier + attempts
-                    self._episode_error = e
+                    with self._episode:
+                        self.set_rate_limit_state(retry_after)
+                        self._episode_attempts = earlier + attempts
+                        self._episode_error = e
                     e.rate_limited = True
                     raise
                 error: Exception = e
@@ -167,8 +171,7 @@ class Uploader(ABC):
         to be tried again after the wait. Raises ``GiveUp`` when the batch is to be reported,
         and ``ShutdownInterrupted`` when ``pause()`` cut a wait short.
         """
-        if self.rate_limit_start_time is not None:
-            self._serve_rate_limit()
+        self._serve_rate_limit()
         cause: Exception
         try:
             self.request(batch)
@@ -193,36 +196,50 @@ class Uploader(ABC):
     def _serve_rate_limit(self) -> None:
         """Wait until ``rate_limited_until``, or give the batch up when that wait would not
         fit the episode's remaining ``max_rate_limit_duration``: a shortened wait would only
-        send inside the window the server asked us to keep clear."""
-        assert self.rate_limit_start_time is not None
-        now = time.monotonic()
-        elapsed = now - self.rate_limit_start_time
-        wait = 0.0 if self.rate_limited_until is None else self.rate_limited_until - now
-        if elapsed > self.max_rate_limit_duration or wait > self.max_rate_limit_duration - elapsed:
-            self.log.error(
-                "Rate limit budget (%ss) cannot accommodate the requested wait; dropping batch",
-                self.max_rate_limit_duration,
+        send inside the window the server asked us to keep clear. Nothing to do outside an
+        episode (another caller thread may have just ended it)."""
+        with self._episode:
+            start, until, error = (
+                self.rate_limit_start_time,
+                self.rate_limited_until,
+                self._episode_error,
             )
-            cause = self._episode_error or Exception("Rate limit duration exceeded, batch dropped")
-            self.clear_rate_limit_state()
-            raise GiveUp("rate_limit_exceeded", cause)
+            if start is None:
+                return
+            now = time.monotonic()
+            elapsed = now - start
+            wait = 0.0 if until is None else until - now
+            if elapsed > self.max_rate_limit_duration or wait > (
+                self.max_rate_limit_duration - elapsed
+            ):
+                self.clear_rate_limit_state()
+                self.log.error(
+                    "Rate limit budget (%ss) cannot accommodate the requested wait; dropping batch",
+                    self.max_rate_limit_duration,
+                )
+                cause = error or Exception("Rate limit duration exceeded, batch dropped")
+                raise GiveUp("rate_limit_exceeded", cause)
         if wait > 0 and not self._wait(wait):
             raise ShutdownInterrupted()
-        self.rate_limited_until = None
+        with self._episode:
+            if self.rate_limited_until == until:
+                self.rate_limited_until = None
 
     def set_rate_limit_state(self, retry_after: float) -> None:
         """Open an episode, or extend the current one, for ``retry_after`` seconds."""
-        now = time.monotonic()
-        self.rate_limited_until = now + retry_after
-        if self.rate_limit_start_time is None:
-            self.rate_limit_start_time = now
+        with self._episode:
+            now = time.monotonic()
+            self.rate_limited_until = now + retry_after
+            if self.rate_limit_start_time is None:
+                self.rate_limit_start_time = now
 
     def clear_rate_limit_state(self) -> None:
         """End the episode: after a success, a report, or a completed non-rate-limited answer."""
-        self.rate_limited_until = None
-        self.rate_limit_start_time = None
-        self._episode_attempts = 0
-        self._episode_error = None
+        with self._episode:
+            self.rate_limited_until = None
+            self.rate_limit_start_time = None
+            self._episode_attempts = 0
+            self._episode_error = None
 
     @property
     def running(self) -> bool:

@@ -1,4 +1,5 @@
-"""The debugger page in a real Chromium, driven by Playwright, against a real collector.
+"""The debugger page (and the flag endpoints, from a page) in a real Chromium, driven by
+Playwright, against a real collector.
 
 Chromium is the system's (``apt-get install -y chromium``; Playwright's own download is not
 reachable here). Without it these tests are skipped, except under CI (``CI=true``), where they
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -24,8 +26,11 @@ import pytest
 
 from segment_clone.collector import Collector, Faults, FaultSettings
 from segment_clone.collector.plan import parse_plan
+from segment_clone.mixpanel import Consumer, LocalFlagsConfig, Mixpanel
 
 from ..api import post
+from ..flags.conftest import flag
+from ..server import Reply, ScriptedServer
 from .plans import COMPACT, GOOD_ORDER, mixpanel_event, segment_track
 
 
@@ -52,6 +57,8 @@ CHROMIUM_ARGS = [
 HOSTILE = "<img src=x onerror=alert(1)>"
 DASH = "\u2013"  # the page writes ranges with an en dash
 MakeCollector = Callable[..., Collector]
+HTML = {"Content-Type": "text/html"}
+FLAG = flag("dark_mode", variants=[{"key": "on", "value": True, "is_control": False, "split": 1.0}])
 
 
 def chromium() -> str:
@@ -334,3 +341,44 @@ def test_screenshot_for_the_readme(
     page.set_viewport_size({"width": 1400, "height": 480})
     page.screenshot(path=str(target))
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flags_reach_a_web_page_and_exposures_show_in_the_debugger(
+    make_collector: MakeCollector, page: Page, server: ScriptedServer
+) -> None:
+    """A web app's page (another origin) reads the flag endpoints, as mixpanel-js would (CORS);
+    an exposure the Python SDK sent is listed and shown as the ``mp.track`` call that made it."""
+    collector = make_collector(flags=[FLAG])
+    server.default = Reply(body="<!doctype html><title>app</title>", headers=HTML)
+    page.goto(server.url)
+    answer = page.evaluate(
+        """async (url) => {
+            const definitions = await (await fetch(url + "/flags/definitions?token=t")).json();
+            const context = encodeURIComponent(JSON.stringify({distinct_id: "ada"}));
+            const flags = await (await fetch(url + "/flags?token=t&context=" + context)).json();
+            return [definitions.flags.map(f => f.key), flags.flags];
+        }""",
+        collector.url,
+    )
+    assert answer[0] == ["dark_mode"]
+    assert answer[1]["dark_mode"]["variant_value"] is True
+
+    def application() -> None:  # on a thread of its own: Playwright runs a loop on this one
+        config = LocalFlagsConfig(api_host=collector.url, enable_polling=False)
+        mp = Mixpanel("t", consumer=Consumer(api_host=collector.url), local_flags_config=config)
+        with mp:
+            mp.local_flags.start_polling_for_definitions()
+            enabled.append(mp.local_flags.is_enabled("dark_mode", {"distinct_id": "ada"}))
+
+    enabled: list[bool] = []
+    thread = threading.Thread(target=application)
+    thread.start()
+    thread.join(30)
+    assert enabled == [True]
+    open_debugger(page, collector)
+    expect(page.locator("#rows tr").first.locator("td.name")).to_have_text("$experiment_started")
+    page.locator("#rows tr").first.click()
+    page.get_by_role("tab", name="Pretty").click()
+    pretty = page.locator("#tab-pretty")
+    expect(pretty).to_contain_text('mp.track(\n    "ada",\n    "$experiment_started"')
+    expect(pretty).to_contain_text('"Experiment name": "dark_mode"')

@@ -71,7 +71,7 @@ def run(python: str, suite: Path) -> list[tuple[str, bool, str]]:
     """Every test's id, whether it passed, and the last line of its failure."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
-        subprocess.run(
+        done = subprocess.run(
             [
                 python,
                 "-m",
@@ -88,6 +88,9 @@ def run(python: str, suite: Path) -> list[tuple[str, bool, str]]:
             timeout=SUITE_TIMEOUT,
             check=False,
         )
+        if not report.exists():  # pytest could not even start: say why, count nothing
+            print(done.stdout[-2000:], done.stderr[-2000:], sep="\n", file=sys.stderr)
+            return []
         results = []
         for case in ElementTree.parse(report).iter("testcase"):
             test = f"{case.get('classname')}::{case.get('name')}"
@@ -95,8 +98,9 @@ def run(python: str, suite: Path) -> list[tuple[str, bool, str]]:
             if problem is None:
                 problem = case.find("error")
             skipped = case.find("skipped") is not None
-            detail = "" if problem is None else (problem.get("message") or "").splitlines()[0:1]
-            results.append((test, problem is None and not skipped, "".join(detail)))
+            message = "" if problem is None else problem.get("message") or ""
+            detail = message.splitlines()[0] if message else ""
+            results.append((test, problem is None and not skipped, detail))
         return results
 
 
