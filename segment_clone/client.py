@@ -15,6 +15,7 @@ import time
 import uuid
 from datetime import datetime
 from functools import partial
+from threading import get_ident
 from typing import Any
 
 import orjson
@@ -464,17 +465,19 @@ class Client:
             msg["anonymousId"] = str(anonymous_id)
 
         data, encoded = encode_message(msg)
-        st = reentry.state
-        if st.busy:  # a signal handler, on a thread inside a hand-off: take no lock now
-            st.deferred.append(partial(self._hand_off_later, data, encoded, encoded is msg))
+        if get_ident() != reentry.main.ident:  # only the main thread runs signal handlers
+            return self._hand_off(rt, data, encoded, encoded is msg)
+        main = reentry.main
+        if main.busy:  # a signal handler, interrupting a hand-off: take no lock now
+            main.deferred.append(partial(self._hand_off_later, data, encoded, encoded is msg))
             return True, encoded
-        st.busy = True
+        main.busy = True
         try:
             return self._hand_off(rt, data, encoded, encoded is msg)
         finally:
-            st.busy = False
-            if st.deferred:
-                reentry.drain(st)
+            main.busy = False
+            if main.deferred:
+                reentry.drain()
 
     def _hand_off_later(self, data: bytes, msg: Message, exact: bool) -> None:
         """The hand-off of a call a signal handler made inside another: run by that other

@@ -79,6 +79,11 @@ class CollectorHandler(BaseHTTPRequestHandler):
         finally:
             deadlines.done(self.connection)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """``http.server``'s own refusals of a malformed request: a 4xx, also for the HTTP
+        version it does not speak (505), since the request is what is wrong."""
+        super().send_error(400 if code >= 500 else code, message, explain)
+
     def _dispatch(self) -> None:
         path, _, query = self.path.partition("?")
         server = self.server

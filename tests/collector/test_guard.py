@@ -5,6 +5,8 @@ test_hostile_page_browser.py)."""
 from __future__ import annotations
 
 import logging
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +160,14 @@ def test_the_page_keeps_its_token_in_a_cookie_not_in_the_address(tokened: Collec
 def test_an_empty_token_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="token"):
         Collector(tmp_path / "e.db", port=0, token="")
+
+
+@pytest.mark.parametrize(
+    "line", [b"GET / HTTP/2.0", b"GET / HTTP/1.1.1", b"\x16\x03\x01 / HTTP/1.1"]
+)
+def test_a_malformed_request_line_gets_a_4xx(guarded: Collector, line: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port), timeout=10) as sock:
+        sock.sendall(line + b"\r\nHost: localhost\r\n\r\n")
+        answer = sock.recv(65536)
+    # a status line, or (for a version it does not speak) http.server's page without one
+    assert re.match(rb"HTTP/1\.1 4\d\d |.*Error code: 4\d\d", answer, re.DOTALL), answer
