@@ -15,8 +15,9 @@ from typing import Any, Callable
 
 import pytest
 
-from segment_clone.collector import Collector
+from segment_clone.collector import Collector, live
 from segment_clone.collector.formats import bounded_formats
+from segment_clone.collector.live import Changes
 from segment_clone.collector.plan import parse_plan
 from segment_clone.collector.store import MAX_READERS
 
@@ -154,3 +155,15 @@ def test_a_body_of_empty_lists_is_refused_before_it_is_parsed(collector: Collect
     assert reply.status == 413
     assert "objects and arrays" in reply.json()["error"]
     assert peak < 40 * 1024 * 1024  # parsing it took some 300 MB
+
+
+def test_a_live_stream_ends_after_its_lifetime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's EventSource then opens another; a stream no page reads is not held for ever."""
+    changes = Changes()
+    monkeypatch.setattr(live, "MAX_STREAM_SECONDS", 0.0)
+    assert list(changes.stream()) == [b"retry: 1000\n\n"]
+    monkeypatch.setattr(live, "MAX_STREAM_SECONDS", 600.0)
+    stream = changes.stream()
+    assert next(stream) == b"retry: 1000\n\n"
+    assert next(stream).startswith(b"data: ")
+    changes.close()
