@@ -11,6 +11,7 @@ import weakref
 from collections import deque
 
 from segment_clone import Client, lifecycle
+from segment_clone.consumer import Consumer
 from segment_clone.message_queue import MessageQueue
 
 from .processes import run_script
@@ -299,3 +300,42 @@ atexit.register(setattr, threading, "_start_new_thread", no_new_threads)  # runs
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert sorted(m["event"] for m in server.acknowledged()) == ["after-join", "before-join"]
+
+
+class _ReadDuringTake(deque[bytes]):
+    """A consumer's take lets another thread read the count of unfinished messages while
+    the item is off the deque and not yet counted as held."""
+
+    def __init__(self, items: list[bytes], reader: threading.Thread) -> None:
+        super().__init__(items)
+        self.reader = reader
+
+    def popleft(self) -> bytes:
+        item = super().popleft()
+        if self.reader.ident is None:
+            self.reader.start()
+            self.reader.join(0.2)  # blocks on the queue's lock, unless the read takes none
+        return item
+
+
+def test_a_count_read_during_a_take_still_sees_the_message() -> None:
+    """flush() returns 0 when it reads no unfinished message: a read without the lock, between
+    a consumer's popleft and its count, made flush() return before the batch was delivered."""
+    q = MessageQueue(10)
+    seen: list[int] = []
+    q._items = _ReadDuringTake(
+        [b"m"], threading.Thread(target=lambda: seen.append(q.unfinished_tasks))
+    )
+    assert q.get_batch(1, 1 << 20, 0, threading.Event()) == [b"m"]
+    q._items.reader.join(10)
+    assert seen == [1]
+
+
+def test_serving_a_rate_limit_episode_another_thread_ended_is_a_no_op() -> None:
+    """sync_mode shares one uploader: a thread may find the episode gone by the time it
+    serves it (an AssertionError escaped track() that way)."""
+    sender = Consumer(None, "wk")
+    sender.set_rate_limit_state(1)
+    sender.clear_rate_limit_state()  # as another caller's success does
+    sender._serve_rate_limit()
+    assert sender.rate_limited_until is None
