@@ -21,8 +21,10 @@ GRACEFUL_TIMEOUT = 3
 that hangs at exit fails the test in seconds; a healthy one exits in milliseconds."""
 
 
+# Not strict: whether gunicorn kills the worker inside its 5 s join depends on timing, and one
+# run at a load average of 20 saw the worker exit in time (XPASS). A known SDK finding.
 LATE_GEVENT_PATCH = pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="segment_clone imported before gevent's monkey-patching (gunicorn's gevent worker "
     "patches after the fork, too late for --preload): each worker delivers everything, but its "
     "exit hook's join() of the consumer threads then waits out shutdown_timeout (5 s), past "
