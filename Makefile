@@ -25,8 +25,10 @@ lint: $(STAMP)
 
 # Three workers, a file each at a time: most tests wait on servers, subprocesses and real
 # timeouts rather than compute, so this halves the wall time on two cores (267 s -> 136 s).
+# Tests marked serial bound a stall in wall-clock time; they run alone, after the others.
 unit: $(STAMP)
-	$(BIN)/pytest -q -n 3 --dist loadfile
+	$(BIN)/pytest -q -n 3 --dist loadfile -m "not serial"
+	$(BIN)/pytest -q -m serial
 
 # The documentation site, into site/. --strict: a broken link, anchor or reference fails.
 # The examples in README.md and docs/ run in `make unit` (tests/test_docs_examples.py).

@@ -58,6 +58,7 @@ def test_async_with_tracks_in_the_loop_and_shuts_down_on_exit(
     assert client.stats()["pending"] == 0
 
 
+@pytest.mark.serial
 def test_the_loop_keeps_ticking_while_10k_events_flush_to_a_slow_server(
     server: ScriptedServer, make_client: MakeClient
 ) -> None:

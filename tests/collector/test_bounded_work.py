@@ -34,6 +34,7 @@ def test_the_email_format_refuses_a_huge_address_before_the_pattern_sees_it() ->
     assert not email("a@" + "a" * 128 * 1024)  # quadratic for the pattern: 17.6 s of CPU
 
 
+@pytest.mark.serial
 def test_a_huge_email_under_a_plan_does_not_stall_other_requests(
     make_collector: MakeCollector,
 ) -> None:
