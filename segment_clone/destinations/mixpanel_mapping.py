@@ -218,9 +218,7 @@ def _context_properties(context: Mapping[str, Any]) -> dict[str, Any]:
     return props
 
 
-def _identify(
-    message: Mapping[str, Any], settings: MappingSettings, measure: bool
-) -> list[Record]:
+def _identify(message: Mapping[str, Any], settings: MappingSettings, measure: bool) -> list[Record]:
     """``$identify`` when both ids are known (it merges them), then the profile's ``$set``."""
     user_id, anonymous_id = _ids(message)
     records = []
