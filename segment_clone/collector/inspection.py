@@ -94,6 +94,7 @@ def routes(collector: Inspected) -> list[Route]:
                 **entry_json(stored),
                 "pretty": sdk_call(stored.source, stored.type, message),
                 "delivery": delivery,
+                "links": [link_json(e) for e in store.linked(stored)],
             }
         )
 
@@ -178,6 +179,11 @@ def entry_json(entry: Entry) -> dict[str, Any]:
         "violations": orjson.loads(entry.violations or "[]"),
         "raw": entry.body,
     }
+
+
+def link_json(entry: Entry) -> dict[str, Any]:
+    """An entry of the other side, as the debugger links to it."""
+    return {"id": entry.id, "source": entry.source, "type": entry.type, "event": entry.event}
 
 
 def _number(params: dict[str, str], name: str, kind: type, low: float, high: float | None) -> Any:

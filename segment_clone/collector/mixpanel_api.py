@@ -27,6 +27,7 @@ import orjson
 from .auth import basic_credentials
 from .intake import EventAPI, Intake, Parsed
 from .limits import encoded
+from .links import mixpanel_link
 from .routing import Headers, HTTPError, Request, Response, Route
 from .segment_api import string_id
 from .store import Row
@@ -230,7 +231,8 @@ def event_row(
     distinct_id = string_id(props.get("distinct_id"))
     body = encoded(record, where)  # first: the key is encoded from parts of it
     key = _event_key(event, distinct_id, props)
-    return _row(type_, f"{type_}:{key}" if apart else key, distinct_id, event, body, where)
+    row = _row(type_, f"{type_}:{key}" if apart else key, distinct_id, event, body, where)
+    return row._replace(link_key=mixpanel_link(record))
 
 
 def profile_row(record: Any, where: str) -> Row:

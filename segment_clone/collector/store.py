@@ -33,6 +33,9 @@ from typing import Any, Callable, NamedTuple, Union
 
 import orjson
 
+from ..destinations.mixpanel_mapping import insert_id
+from .links import indexed_key, mixpanel_link
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -47,7 +50,8 @@ CREATE TABLE IF NOT EXISTS events (
     anonymous_id TEXT,
     request_id INTEGER,
     violations TEXT,
-    dup_hits INTEGER NOT NULL DEFAULT 0
+    dup_hits INTEGER NOT NULL DEFAULT 0,
+    link_hash INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_unhashed ON events (source, dedup_key)
     WHERE dedup_hash IS NULL;
@@ -80,13 +84,31 @@ ADDED_COLUMNS = {
         "request_id": "INTEGER",
         "violations": "TEXT",
         "dup_hits": "INTEGER NOT NULL DEFAULT 0",
+        "link_hash": "INTEGER",
     },
     "faulted": {"source": "TEXT", "dedup_key": "TEXT"},
 }
 """Columns that databases written by earlier versions lack, by table; added on open."""
+LINK_INDEX = (
+    "CREATE INDEX IF NOT EXISTS events_link ON events (link_hash) WHERE link_hash IS NOT NULL"
+)
+"""Made after the columns are added (an older database has no ``link_hash``). Partial: most
+Segment messages are found by their dedup key and are not in it."""
+MIXPANEL_INSERT_ID = '$.properties."$insert_id"'
+LINKED_EVENTS = "link_hash = ? AND source = 'mixpanel' AND json_extract(body, ?) = ?"
+"""The Mixpanel events of an ``$insert_id``: by the link index, the hash checked."""
+LINKED_MESSAGES = (
+    "source = 'segment' AND (link_hash = ? OR dedup_hash = ? AND dedup_key = ?"
+    " OR dedup_hash IS NULL AND dedup_key = ?)"
+)
+"""The Segment messages that may have an ``$insert_id``: by the link index (a digest) or the
+dedup index (a messageId that is its own ``$insert_id``); the caller checks which has it."""
+MAX_LINKS = 20
+"""Linked entries listed at most (the same ``$insert_id`` may be imported many times)."""
 INSERT = (
     "INSERT INTO events (source, type, dedup_hash, dedup_key, user_id, event, received_at, body,"
-    " anonymous_id, request_id, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " anonymous_id, request_id, violations, link_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (dedup_hash) DO UPDATE SET dup_hits = dup_hits + 1"
     " WHERE dedup_key = excluded.dedup_key"
 )
@@ -121,6 +143,9 @@ class Row(NamedTuple):
     violations: str | None = None
     """The tracking plan's violations as a JSON list, None when the message passed (or there
     is no plan)."""
+    link_key: str | None = None
+    """The ``$insert_id`` to index the message by, when its dedup key cannot find it (see
+    ``links.indexed_key``); None otherwise."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +264,10 @@ class EventStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._writer.executescript(SCHEMA)
-        _add_missing_columns(self._writer)
+        added = _add_missing_columns(self._writer)
+        self._writer.execute(LINK_INDEX)
+        if "link_hash" in added:
+            _fill_link_hashes(self._writer)
         self._checkpointer = Checkpointer(self._connect())
 
     def _connect(self) -> sqlite3.Connection:
@@ -281,7 +309,8 @@ class EventStore:
                 request_id = conn.execute(INSERT_REQUEST, delivery.params(now)).lastrowid
             params = [
                 (source, r.type, dedup_hash(source, r.dedup_key), r.dedup_key, r.user_id,
-                 r.event, now, r.body, r.anonymous_id, request_id, r.violations)
+                 r.event, now, r.body, r.anonymous_id, request_id, r.violations,
+                 None if r.link_key is None else link_hash(r.link_key))
                 for r in rows
             ]  # fmt: skip
             (last_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
@@ -401,6 +430,31 @@ class EventStore:
         ]
         return entry, delivery
 
+    def linked(self, entry: Entry) -> list[Entry]:
+        """The other side of ``entry``, by ``$insert_id``: the Mixpanel events made from a
+        Segment message, or the Segment message a Mixpanel event was made from; oldest first,
+        ``MAX_LINKS`` at most."""
+        message = orjson.loads(entry.body)
+        if entry.source == "segment":
+            event_key = insert_id(message)
+            return self._select(
+                LINKED_EVENTS, (link_hash(event_key), MIXPANEL_INSERT_ID, event_key)
+            )
+        key = mixpanel_link(message)
+        if key is None:
+            return []
+        dedup_key = orjson.dumps(key).decode()  # the messageId, when it is the $insert_id
+        found = self._select(
+            LINKED_MESSAGES,
+            (link_hash(key), dedup_hash("segment", dedup_key), dedup_key, dedup_key),
+        )
+        return [e for e in found if insert_id(orjson.loads(e.body)) == key]
+
+    def _select(self, where: str, params: Sequence[Any]) -> list[Entry]:
+        sql = f"SELECT {ENTRY_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?"
+        with self._reader() as conn:
+            return [Entry(*row) for row in conn.execute(sql, (*params, MAX_LINKS))]
+
     def violation_groups(self, query: Query = Query()) -> list[dict[str, Any]]:
         """The violations of matching messages, grouped by event (or type), violation type,
         field and message, most frequent first."""
@@ -487,12 +541,47 @@ def dedup_hash(source: str, key: str) -> int:
     return (zlib.crc32(data) << 32 | zlib.adler32(data)) - (1 << 63)
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
+def link_hash(key: str) -> int:
+    """The indexed hash of a link key: integers keep the index small (see ``dedup_hash``)."""
+    return dedup_hash("$insert_id", key)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> set[str]:
+    """Add the columns of ``ADDED_COLUMNS`` the database lacks; returns their names."""
+    added = set()
     for table, columns in ADDED_COLUMNS.items():
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for column, declaration in columns.items():
             if column not in have:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                added.add(column)
+    return added
+
+
+def _fill_link_hashes(conn: sqlite3.Connection) -> None:
+    """Index the messages of a database from before links (see ``Row.link_key``), in one
+    transaction, a thousand rows read at a time."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        last = 0
+        while rows := conn.execute(
+            "SELECT id, source, body FROM events WHERE id > ? ORDER BY id LIMIT 1000", (last,)
+        ).fetchall():
+            last = rows[-1][0]
+            keys = [(id_, _indexed_key(source, body)) for id_, source, body in rows]
+            conn.executemany(
+                "UPDATE events SET link_hash = ? WHERE id = ?",
+                [(link_hash(key), id_) for id_, key in keys if key is not None],
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _indexed_key(source: str, body: str) -> str | None:
+    message = orjson.loads(body)
+    return indexed_key(source, message) if isinstance(message, dict) else None
 
 
 def _like_escape(text: str) -> str:

@@ -31,6 +31,7 @@ from segment_clone.mixpanel import Consumer, LocalFlagsConfig, Mixpanel
 from ..api import post
 from ..flags.conftest import flag
 from ..server import Reply, ScriptedServer
+from .both_sides import deliver_both, deliver_mixpanel, message
 from .plans import COMPACT, GOOD_ORDER, mixpanel_event, segment_track
 
 
@@ -272,6 +273,29 @@ def test_hostile_names_are_shown_as_text(make_collector: MakeCollector, page: Pa
     expect(page.locator("#tab-pretty")).to_contain_text(HOSTILE)
     assert page.locator("img, b, i, #rows script").count() == 0
     assert json.loads(page.locator("#tab-raw").text_content()) == evil
+
+
+def test_a_mixpanel_record_opens_its_segment_message_and_back(
+    make_collector: MakeCollector, page: Page
+) -> None:
+    collector = make_collector()
+    deliver_both(collector, message("track", "order 7/try 1", event=HOSTILE))  # digest form
+    deliver_mixpanel(collector, "track", mixpanel_event("Clicked", {}, "no-twin"))
+    open_debugger(page, collector)
+    expect(rows(page)).to_have_text(["3", "2", "1"])
+    links = page.locator("#detail-links")
+    page.locator('#rows tr[data-id="3"]').click()
+    expect(page.locator("#detail-title")).to_have_text("#3 mixpanel track Clicked")
+    expect(links).to_be_hidden()
+    page.locator('#rows tr[data-id="2"]').click()
+    expect(links).to_have_text(f"Made from Segment message #1 segment track {HOSTILE}")
+    links.get_by_role("link").click()
+    expect(page.locator("#detail-title")).to_have_text(f"#1 segment track {HOSTILE}")
+    expect(page.locator('#rows tr[data-id="1"]')).to_have_class("selected")
+    expect(links).to_have_text(f"Sent to Mixpanel as #2 mixpanel import {HOSTILE}")
+    links.get_by_role("link").click()
+    expect(page.locator("#detail-title")).to_have_text(f"#2 mixpanel import {HOSTILE}")
+    assert page.locator("img").count() == 0
 
 
 def test_the_header_counts_sources_duplicates_rejections_and_faults(

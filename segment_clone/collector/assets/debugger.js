@@ -179,8 +179,27 @@
     $("tab-pretty").textContent = entry.pretty;
     $("tab-delivery").replaceChildren(...delivery(entry.delivery));
     $("tab-violations").replaceChildren(...violations(entry));
+    $("detail-links").replaceChildren(...links(entry));
+    $("detail-links").hidden = !entry.links.length;
     $("detail").hidden = false;
     showTab(state.tab);
+  }
+
+  // The other side of the entry, by $insert_id: the Mixpanel records made from a Segment
+  // message, or the Segment message a Mixpanel record was made from.
+  function links(entry) {
+    if (!entry.links.length) return [];
+    const label = entry.source === "segment" ? "Sent to Mixpanel as " : "Made from Segment message ";
+    const anchors = entry.links.map((link) => {
+      const text = `#${link.id} ${link.source} ${link.type} ${link.event ?? ""}`.trim();
+      const anchor = el("a", { href: "#" + link.id, "data-id": link.id }, text);
+      anchor.addEventListener("click", (event) => {
+        event.preventDefault();
+        openDetail(link.id).catch((e) => ($("error").textContent = e.message));
+      });
+      return anchor;
+    });
+    return [label, ...anchors.flatMap((anchor, i) => (i ? [", ", anchor] : [anchor]))];
   }
 
   function delivery(d) {
