@@ -4,6 +4,7 @@ retry budget, stats and reports, against the real collector and scripted loopbac
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from segment_clone.destinations.mixpanel_mapping import insert_id
 
 from ..processes import run_script, start_script
 from ..server import Reply, ScriptedServer
+from ..stress import harness
 
 IMPORTED = {"code": 200, "status": "OK", "num_records_imported": 1}
 QUICK = {"upload_interval": 0.05, "max_retries": 3}
@@ -438,3 +440,53 @@ def test_each_lane_runs_its_own_consumer_thread(
     assert names(client) == ["segment-clone-consumer"]
     assert names(client._lanes[0]) == ["segment-clone-mixpanel"]
     assert os.getpid() == client._lanes[0]._runtime().pid
+
+
+def test_exit_while_threads_track_loses_nothing_on_either_lane(
+    server: ScriptedServer, mixpanel_server: ScriptedServer
+) -> None:
+    """Issue 25's exit scenario under a 1 µs switch interval, with two destinations: what a
+    call accepted is stored by each destination, or reported for it."""
+    result = run_script(
+        harness.PREAMBLE.replace(
+            'reported.extend(m["messageId"] for m in batch)',
+            'reported.extend([exc.destination, m["messageId"]] for m in batch)',
+        )
+        + """
+from segment_clone.destinations import Mixpanel, Segment
+client = segment_clone.Client(
+    destinations=[Segment("wk", host=sys.argv[1]), Mixpanel("tok", api_host=sys.argv[2])],
+    upload_interval=0.01, shutdown_timeout=0.3, on_error=on_error,
+)
+
+def work():
+    for i in range(20_000):
+        if stop.is_set():
+            return
+        record(client.track("u", "e", {"i": i}))
+
+threads.extend(threading.Thread(target=work, daemon=True) for _ in range(3))
+for t in threads:
+    t.start()
+while len(accepted) < 300:
+    pass
+""",
+        server.url,
+        mixpanel_server.url,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [x for x in result.stdout.splitlines() if x.startswith('{"pid"')]
+    process = json.loads(line)
+    accepted = set(process["accepted"])
+    assert len(accepted) >= 300
+    reported = {label: {i for d, i in process["reported"] if d == label} for label in LABELS}
+    stored = {
+        "segment": {m["messageId"] for m in server.messages()},
+        "mixpanel": {r["properties"]["$insert_id"] for r in records(mixpanel_server)},
+    }
+    for label in LABELS:
+        lost = accepted - stored[label] - reported[label]
+        assert not lost, f"{label}: {len(lost)} of {len(accepted)} accepted messages lost"
+
+
+LABELS = ("segment", "mixpanel")
