@@ -9,7 +9,9 @@ Scenarios (``--scenario``):
               the consumer delivers to the sink; a warm-up is tracked and flushed first, and the
               measured calls stay under the default queue size so no call meets a full queue.
   throughput  ``--events`` calls split across ``--threads`` producer threads, timed from the
-              first ``track()`` until ``flush()`` returned and the sink counted every event.
+              first ``track()`` until ``flush()`` returned and the sink counted every event;
+              with several destinations, until each destination's path counted them all
+              (``events_per_s_<name>``, and ``events_per_s`` for the last of them).
   queued      peak RSS with ``--events`` queued: the SDK posts to a socket that listens but never
               accepts, so its consumer's first POST hangs and every later event stays in a queue
               made big enough for all of them. The process then leaves with ``os._exit``.
@@ -23,6 +25,7 @@ SDK whose client lacks the keyword prints ``{"skipped": ...}`` instead of measur
 Queue-full policy (throughput, soak): when ``track()`` is turned away by a full queue, the
 producer waits ``QUEUE_FULL_WAIT`` seconds and makes the same call again, identically for every
 SDK. Every event is then delivered; the retried calls are counted and their CPU is included.
+A segment_clone client with ``destinations`` waits for room instead (``FAN_OUT_POLICY``).
 
 No traffic leaves the machine: ``NO_PROXY`` covers loopback, and ``socket.connect`` refuses any
 address but 127.0.0.1 and reports the attempt under ``blocked``.
@@ -54,6 +57,10 @@ from workload import USER_IDS, properties
 QUEUE_FULL_WAIT = 0.005
 HOLD_TIMEOUT = 120.0
 """The HTTP timeout while queueing against the silent socket: longer than any queued run."""
+FAN_OUT_POLICY = {"queue_full_policy": "block", "queue_full_timeout": HOLD_TIMEOUT}
+"""Throughput runs of a client with destinations wait for room in a full lane: ``track()`` is
+accepted when any lane took the event, so calling again after one lane turned it away would
+send it twice to the others."""
 SOAK_SAMPLE_EVERY = 5.0
 SOAK_TICK = 0.01
 SOAK_FIT_FROM = 0.2
@@ -101,7 +108,7 @@ def run_latency(target: Target, args: argparse.Namespace, opts: Options) -> dict
     for i in range(args.warmup):
         track(USER_IDS[i % n_ids], props)
     sdk.flush()
-    sink.wait_for(args.warmup)
+    sink.wait_for(args.warmup * max(1, len(target.destinations)))
 
     clock = time.perf_counter_ns
     timings = [0] * args.samples
@@ -112,7 +119,7 @@ def run_latency(target: Target, args: argparse.Namespace, opts: Options) -> dict
         timings[i] = clock() - start
         rejected += not ok
     sdk.flush()
-    sink.wait_for(args.warmup + args.samples - rejected)
+    sink.wait_for((args.warmup + args.samples - rejected) * max(1, len(target.destinations)))
     sdk.close()
 
     overhead = sorted(-clock() + clock() for _ in range(1000))
@@ -128,22 +135,29 @@ def run_latency(target: Target, args: argparse.Namespace, opts: Options) -> dict
 
 
 def run_throughput(target: Target, args: argparse.Namespace, opts: Options) -> dict[str, Any]:
+    if target.destinations:
+        opts = replace(opts, extra={**FAN_OUT_POLICY, **opts.extra})
     sdk = target.open(opts)
     sink = SinkClient(args.host)
     props = properties()
     threads, events = args.threads, args.events
     shares = [events // threads + (k < events % threads) for k in range(threads)]
     retried = [0] * threads
+    failed: list[BaseException] = []
     start = threading.Barrier(threads + 1)
 
     def produce(k: int) -> None:
         track = sdk.track
         n_ids = len(USER_IDS)
         start.wait()
-        for i in range(shares[k]):
-            while not track(USER_IDS[i % n_ids], props):
-                retried[k] += 1
-                time.sleep(QUEUE_FULL_WAIT)
+        try:
+            for i in range(shares[k]):
+                while not track(USER_IDS[i % n_ids], props):
+                    retried[k] += 1
+                    time.sleep(QUEUE_FULL_WAIT)
+        except BaseException as e:  # ends the run now, not after the sink's timeout
+            failed.append(e)
+            raise
 
     producers = [threading.Thread(target=produce, args=(k,)) for k in range(threads)]
     for p in producers:
@@ -153,12 +167,26 @@ def run_throughput(target: Target, args: argparse.Namespace, opts: Options) -> d
     t0, cpu0 = time.perf_counter(), time.process_time()
     for p in producers:
         p.join()
+    if failed:
+        raise RuntimeError(f"a producer failed: {failed[0]!r}") from failed[0]
     enqueued = time.perf_counter()
-    sdk.flush()
-    counts = sink.wait_for(events)
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    by_destination: dict[str, float] = {}
+    if target.destinations:
+        paths = dict(target.destinations)
+        flusher = threading.Thread(target=sdk.flush)
+        flusher.start()
+        done, counts = sink.wait_each(events, tuple(paths.values()))
+        cpu = time.process_time() - cpu0
+        flusher.join()
+        by_destination = {f"events_per_s_{n}": events / (done[p] - t0) for n, p in paths.items()}
+        elapsed = max(done.values()) - t0
+    else:
+        sdk.flush()
+        counts = sink.wait_for(events)
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     sdk.close()
     return {
+        **by_destination,
         "events_per_s": events / elapsed,
         "enqueue_per_s": events / (enqueued - t0),
         "seconds": elapsed,

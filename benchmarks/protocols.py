@@ -5,8 +5,9 @@ Only what the pinned SDKs post (see the Makefile): Segment and RudderStack ``/v1
 PostHog's default capture ``/batch/`` are ``{"batch": [...]}`` JSON; Mixpanel ``/track`` and
 ``/engage`` are a form whose ``data`` field is a JSON array (upstream's and the facade's
 synchronous consumers) or that JSON array as the body (``AsyncBufferedConsumer``), and every
-Mixpanel SDK asks for ``verbose=1`` and checks the ``status`` of the answer. Gzip is handled by the
-sink from ``Content-Encoding``, before the body reaches these functions.
+Mixpanel SDK asks for ``verbose=1`` and checks the ``status`` of the answer; ``/import`` (a
+client's ``Mixpanel`` destination, gzipped, ``strict=1``) is answered with the count imported.
+Gzip is handled by the sink from ``Content-Encoding``, before the body reaches these functions.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import orjson  # cheap to parse with: the sink shares 2 cores with the SDK under
 
 class Route(NamedTuple):
     count: Callable[[bytes], int]
-    reply: bytes
-    """The body of the ``200`` answer."""
+    reply: bytes | Callable[[int], bytes]
+    """The body of the ``200`` answer, or how to write it from the number of events."""
 
 
 def json_batch(body: bytes) -> int:
@@ -38,9 +39,17 @@ def mixpanel(body: bytes) -> int:
 
 MIXPANEL_OK = b'{"status": 1, "error": null}'
 
+
+def imported(events: int) -> bytes:
+    """Mixpanel's answer to an ``/import`` (``strict=1``) that took every record."""
+    return b'{"code":200,"status":"OK","num_records_imported":%d}' % events
+
+
 ROUTES = {
     "/v1/batch": Route(json_batch, b"{}"),
     "/batch/": Route(json_batch, b"{}"),
     "/track": Route(mixpanel, MIXPANEL_OK),
     "/engage": Route(mixpanel, MIXPANEL_OK),
+    "/groups": Route(mixpanel, MIXPANEL_OK),
+    "/import": Route(mixpanel, imported),
 }

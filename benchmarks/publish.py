@@ -27,6 +27,8 @@ def chart_panels(results: dict[str, Any]) -> list[chart.Panel]:
     def bars(scenario: str, field: str, gzips: tuple[bool, ...]) -> list[chart.Bar]:
         out = []
         for sdk in TARGETS:
+            if TARGETS[sdk].destinations:  # a rate per destination: their own table
+                continue
             for gzip in gzips:
                 value = median_of(results, Measure(sdk, scenario, field), gzip)
                 if value is not None:

@@ -17,7 +17,15 @@ from results import (
     ratio,
     soak_run,
 )
-from sdks import CLONE, MIXPANEL, MIXPANEL_ASYNC, REFERENCE, TARGETS
+from sdks import (
+    CLONE,
+    MIXPANEL,
+    MIXPANEL_ASYNC,
+    MIXPANEL_DESTINATION,
+    REFERENCE,
+    TARGETS,
+    TWO_DESTINATIONS,
+)
 
 SOAK_FLAT = 0.25
 """MiB per minute: a slope under this over the soak's last 8 minutes is flat (2 MiB at most)."""
@@ -26,6 +34,8 @@ FORMATS = {
     "track_p99_us": 1,
     "track_mean_us": 2,
     "events_per_s": 0,
+    "events_per_s_segment": 0,
+    "events_per_s_mixpanel": 0,
     "cpu_s_per_100k": 2,
     "peak_rss_mib": 1,
     "queued_peak_rss_mib": 1,
@@ -120,6 +130,39 @@ MIXPANEL_GOALS = [
 ]
 """Issue 21's targets: the facade against mixpanel's ``BufferedConsumer`` in the same run."""
 
+DESTINATION_GOALS = [
+    Goal(
+        "`track()` p50, two destinations / Segment alone",
+        *_both(TWO_DESTINATIONS, CLONE, "latency", "latency", "track_p50_us"),
+        "<=",
+        1.6,
+        (False,),
+    ),
+    Goal(
+        "events/s to Segment, two destinations / Segment alone",
+        Measure(TWO_DESTINATIONS, "throughput-1", "events_per_s_segment"),
+        Measure(CLONE, "throughput-1", "events_per_s"),
+        ">=",
+        0.8,
+        (False,),
+    ),
+    Goal(
+        "events/s to Mixpanel, two destinations / Mixpanel alone",
+        *_both(
+            TWO_DESTINATIONS,
+            MIXPANEL_DESTINATION,
+            "throughput-1",
+            "throughput-1",
+            "events_per_s_mixpanel",
+        ),
+        ">=",
+        0.8,
+        (False,),
+    ),
+]
+"""Issue 23's targets: ``Client(destinations=[Segment(...), Mixpanel(...)])`` against each
+destination alone (Segment alone is the plain ``Client(write_key)``), in the same run."""
+
 
 def met(value: float | None, op: str, threshold: float) -> str:
     if value is None:
@@ -197,7 +240,7 @@ def sdk_table(results: dict[str, Any], gzip: bool) -> list[str]:
             return median_of(results, Measure(sdk, scenario, field), gzip)
 
         rate = get("throughput-1", "events_per_s")
-        if rate is None:
+        if rate is None or TARGETS[sdk].destinations:  # their own table: a rate per destination
             continue
         share = ratio(rate, ceilings.get(sdk, ceilings[None]))
         rows.append(
@@ -411,6 +454,28 @@ def mixpanel_table(results: dict[str, Any]) -> list[str]:
     return table(header, rows, "lrrrrr")
 
 
+def destinations_table(results: dict[str, Any]) -> list[str]:
+    """Segment alone, Mixpanel alone and both, each column a client of segment_clone."""
+    columns = (CLONE, MIXPANEL_DESTINATION, TWO_DESTINATIONS)
+    fields = [
+        ("`track()` p50, µs", "latency", "track_p50_us"),
+        ("`track()` p99, µs", "latency", "track_p99_us"),
+        ("events/s to Segment", "throughput-1", "events_per_s_segment"),
+        ("events/s to Mixpanel", "throughput-1", "events_per_s_mixpanel"),
+        ("CPU s per 100k", "throughput-1", "cpu_s_per_100k"),
+        ("peak RSS, MiB", "throughput-1", "peak_rss_mib"),
+    ]
+    rows = []
+    for text, scenario, field in fields:
+        row = [text]
+        for sdk in columns:
+            name = "events_per_s" if sdk == CLONE and field == "events_per_s_segment" else field
+            row.append(num(median_of(results, Measure(sdk, scenario, name), False), FORMATS[field]))
+        rows.append(row)
+    header = ["gzip off", "`Segment` alone", "`Mixpanel` alone", "both"]
+    return table(header, rows, "lrrr")
+
+
 def ceiling_table(results: dict[str, Any]) -> list[str]:
     rows = []
     for wire, scenario, gzip in (
@@ -478,6 +543,12 @@ METHOD = [
     "like-for-like pair (synchronous, 50 events per POST, no gzip); the facade's "
     "`AsyncBufferedConsumer` is compared with the same upstream consumer, which has no "
     "background one. 4 threads are not run for them: upstream's is not thread-safe.",
+    "- **Destinations**: `Client(destinations=[Segment(...), Mixpanel(...)])` delivers each "
+    "event to `/v1/batch` and, mapped, to `/import` (gzipped, `strict=1`); its throughput to "
+    "each destination is timed until the sink counted every event on that path. Segment alone "
+    "is the plain `Client(write_key)` row; Mixpanel alone is `Client(destinations=[Mixpanel("
+    "...)])`. A lane that turned an event away would end the run (`track()` is accepted when "
+    "any destination took it, so the producer's retry could not make up for it).",
 ]
 
 
@@ -506,6 +577,15 @@ def render(results: dict[str, Any]) -> str:
             "",
             *goals_table(results, MIXPANEL_GOALS, "facade"),
         ],
+        [
+            "### Several destinations: `Client(destinations=[...])`",
+            "",
+            *destinations_table(results),
+            "",
+            "Targets (issue 23):",
+            "",
+            *goals_table(results, DESTINATION_GOALS, "two destinations"),
+        ],
         ["### Sink ceiling", "", *ceiling_table(results)],
         ["### Soak", "", *soak_lines(results)],
         ["### Method", "", *METHOD, f"- **Queue full**: {queue_policy}"],
@@ -527,6 +607,13 @@ def readme_block(results: dict[str, Any]) -> str:
                     "The Mixpanel facade against mixpanel's `BufferedConsumer` (issue 21):",
                     "",
                     *goals_table(results, MIXPANEL_GOALS, "facade"),
+                ]
+            ),
+            "\n".join(
+                [
+                    "Two destinations against one (issue 23):",
+                    "",
+                    *goals_table(results, DESTINATION_GOALS, "two destinations"),
                 ]
             ),
             "![make bench](assets/bench-chart.svg)",

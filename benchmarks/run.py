@@ -54,7 +54,9 @@ class Scenario:
 
 
 EVERY_SDK = tuple(TARGETS)
-QUEUEING = tuple(name for name, target in TARGETS.items() if target.queues)
+QUEUEING = tuple(
+    name for name, target in TARGETS.items() if target.queues and not target.destinations
+)
 SCENARIOS = {
     "latency": Scenario(("--scenario", "latency"), EVERY_SDK),
     "throughput-1": Scenario(("--scenario", "throughput", "--threads", "1"), EVERY_SDK),

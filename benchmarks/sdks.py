@@ -135,6 +135,45 @@ def open_mixpanel_async(opts: Options) -> Sdk:
     return Sdk(track, consumer.flush, consumer.shutdown)
 
 
+def open_destinations(*names: str) -> Callable[[Options], Sdk]:
+    """segment_clone's ``Client(destinations=[...])``: ``Segment`` and ``Mixpanel``
+    destinations, by name, all pointed at the sink. ``track()`` counts as accepted when any
+    destination took the event, so a lane that turned it away while another took it would go
+    unseen by the producer's retries and the run would wait in vain: such a drop ends the run at
+    once instead."""
+
+    def open_sdk(opts: Options) -> Sdk:
+        from segment_clone import Client
+        from segment_clone.destinations import Mixpanel, Segment
+
+        build = {
+            "segment": lambda: Segment(WRITE_KEY, host=opts.host),
+            "mixpanel": lambda: Mixpanel(WRITE_KEY, api_host=opts.host),
+        }
+        dropped: list[str] = []
+
+        def on_error(error: Exception, messages: list[Any]) -> None:
+            where = getattr(error, "destination", "?")
+            dropped.append(f"{len(messages)} for {where}: {error}")
+
+        keywords = {k: v for k, v in opts.client_keywords().items() if k != "host"}
+        client = Client(
+            destinations=[build[name]() for name in names], on_error=on_error, **keywords
+        )
+        call = client.track
+
+        def track(user_id: str, properties: dict[str, Any]) -> bool:
+            accepted: bool = call(user_id, EVENT, properties)[0]
+            if dropped and accepted:
+                raise RuntimeError(f"a destination dropped events: {'; '.join(dropped)}")
+            dropped.clear()  # turned away by every destination: the producer calls again
+            return accepted
+
+        return Sdk(track, client.flush, client.join)
+
+    return open_sdk
+
+
 @dataclass(frozen=True)
 class Target:
     """One SDK configuration under test."""
@@ -154,6 +193,9 @@ class Target:
     """Delivers from a background queue: False for Mixpanel's synchronous ``BufferedConsumer``,
     which can neither hold 100k events nor be driven from 4 threads (upstream's is not
     thread-safe), so those scenarios skip it."""
+    destinations: tuple[tuple[str, str], ...] = ()
+    """For ``Client(destinations=[...])``: each destination's name and the sink path it posts
+    to, so that a run times each one's delivery (``events_per_s_<name>``)."""
 
     def open(self, opts: Options) -> Sdk:
         return self.opener(opts)
@@ -171,6 +213,11 @@ CLONE = "segment_clone"
 REFERENCE = "analytics-python"
 MIXPANEL = "mixpanel"
 MIXPANEL_ASYNC = "sc-mixpanel-async"
+MIXPANEL_DESTINATION = "sc-dest-mixpanel"
+TWO_DESTINATIONS = "sc-dest-both"
+SEGMENT_PATH = ("segment", "/v1/batch")
+MIXPANEL_PATH = ("mixpanel", "/import")
+"""Where a ``Mixpanel`` destination sends the bench's track calls (gzipped, ``strict=1``)."""
 TARGETS = {
     t.name: t
     for t in (
@@ -224,6 +271,26 @@ TARGETS = {
             "segment_clone.mixpanel:Mixpanel",
             peer=False,
             gzip=False,
+        ),
+        Target(
+            MIXPANEL_DESTINATION,
+            "segment_clone, `Mixpanel` destination",
+            "segment-clone",
+            open_destinations("mixpanel"),
+            "segment_clone:Client",
+            peer=False,
+            gzip=False,
+            destinations=(MIXPANEL_PATH,),
+        ),
+        Target(
+            TWO_DESTINATIONS,
+            "segment_clone, `Segment` + `Mixpanel` destinations",
+            "segment-clone",
+            open_destinations("segment", "mixpanel"),
+            "segment_clone:Client",
+            peer=False,
+            gzip=False,
+            destinations=(SEGMENT_PATH, MIXPANEL_PATH),
         ),
     )
 }

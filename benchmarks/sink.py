@@ -25,6 +25,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from protocols import ROUTES
 
@@ -35,7 +36,8 @@ MAX_BODY = 8 << 20
 
 
 class Counters:
-    """Messages, requests and body bytes received since the last reset."""
+    """Messages, requests and body bytes received since the last reset; messages by path too,
+    for a client that delivers to several destinations."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -43,27 +45,31 @@ class Counters:
         self.requests = 0
         self.bytes = 0
         self.unrouted = 0
+        self.paths: dict[str, int] = {}
 
-    def add(self, events: int, size: int) -> None:
+    def add(self, path: str, events: int, size: int) -> None:
         with self._lock:
             self.events += events
             self.requests += 1
             self.bytes += size
+            self.paths[path] = self.paths.get(path, 0) + events
 
     def add_unrouted(self) -> None:
         with self._lock:
             self.unrouted += 1
 
-    def read(self, reset: bool = False) -> dict[str, int]:
+    def read(self, reset: bool = False) -> dict[str, Any]:
         with self._lock:
             values = {
                 "events": self.events,
                 "requests": self.requests,
                 "bytes": self.bytes,
                 "unrouted": self.unrouted,
+                "paths": dict(self.paths),
             }
             if reset:
                 self.events = self.requests = self.bytes = self.unrouted = 0
+                self.paths = {}
         return values
 
 
@@ -74,7 +80,13 @@ def _response(status: str, body: bytes, close: bool = False) -> bytes:
     return head.encode("ascii") + b"\r\n" + body
 
 
-REPLIES = {path: _response("200 OK", route.reply) for path, route in ROUTES.items()}
+REPLIES = {
+    path: _response("200 OK", route.reply)
+    for path, route in ROUTES.items()
+    if isinstance(route.reply, bytes)
+}
+"""The fixed answers, written once; a route whose answer depends on the count is written per
+request."""
 
 
 class BadRequest(Exception):
@@ -154,8 +166,12 @@ class Handler(socketserver.StreamRequestHandler):
             size = len(body)
             if headers.get("content-encoding") == "gzip":
                 body = _gunzip(body)
-            counters.add(route.count(body), size)
-            return REPLIES[path], close
+            events = route.count(body)
+            counters.add(path, events, size)
+            answer = route.reply
+            if isinstance(answer, bytes):
+                return REPLIES[path], close
+            return _response("200 OK", answer(events)), close
         if path in ("/count", "/reset"):
             values = counters.read(reset=method == "POST" and path == "/reset")
             return _response("200 OK", json.dumps(values).encode()), close
