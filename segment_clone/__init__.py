@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from types import ModuleType
 from typing import Any
 
 from .client import Client
@@ -71,6 +72,13 @@ def _new_create_lock() -> None:
 os.register_at_fork(after_in_child=_new_create_lock)
 
 
+def _chosen_destinations() -> Any:
+    """``analytics.destinations`` as the application set it. Until it is set, the name is the
+    ``segment_clone.destinations`` package (whose classes it is set with), meaning none."""
+    chosen = globals().get("destinations")
+    return None if isinstance(chosen, ModuleType) else chosen
+
+
 def _client() -> Client:
     """The default client, built from the module globals on first use (thread-safe)."""
     global default_client
@@ -105,6 +113,7 @@ def _client() -> Client:
                 queue_full_policy=queue_full_policy,
                 queue_full_timeout=queue_full_timeout,
                 before_send=before_send,
+                destinations=_chosen_destinations(),
             )
         return default_client
 

@@ -10,19 +10,27 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from threading import get_ident
-from typing import Any
+from typing import Any, Union
 
 import orjson
 
 from . import aio, lifecycle, reentry, serverless
 from .compat import LIBRARY
 from .consumer import Consumer
+from .destinations.mixpanel import Mixpanel
+from .destinations.mixpanel_lane import MixpanelLaneConsumer
+from .destinations.mixpanel_mapping import Refused
+from .destinations.segment import Segment
 from .encoding import decode_message, encode_message
 from .errors import MessageDropped, ShutdownInterrupted
 from .hooks import BeforeSendOption, check_segment_message, hook_chain, run_hooks
@@ -55,6 +63,7 @@ __all__ = ["ID_TYPES", "Client", "post", "require", "stringify_id"]
 Message = dict[str, Any]
 Result = tuple[bool, Message]
 QUEUE_FULL_POLICIES = ("drop_newest", "block")
+Destination = Union[Segment, Mixpanel]
 
 
 class Client:
@@ -89,6 +98,7 @@ class Client:
         queue_full_policy = "drop_newest"
         queue_full_timeout = 1.0
         before_send = None
+        destinations = None
 
     log = logging.getLogger("segment")
 
@@ -122,9 +132,9 @@ class Client:
         queue_full_policy: str = DefaultConfig.queue_full_policy,
         queue_full_timeout: float = DefaultConfig.queue_full_timeout,
         before_send: BeforeSendOption = DefaultConfig.before_send,
+        destinations: Sequence[Destination] | None = DefaultConfig.destinations,
     ) -> None:
-        require("write_key", write_key, str)
-        assert isinstance(write_key, str)  # narrowed for type checkers; require() raised otherwise
+        lanes = _resolve_destinations(write_key, host, destinations)
         _check_duration("max_total_backoff_duration", max_total_backoff_duration)
         _check_duration("max_rate_limit_duration", max_rate_limit_duration)
         _check_duration("shutdown_timeout", shutdown_timeout)
@@ -144,13 +154,18 @@ class Client:
         _check_count("upload_size", upload_size, 1)
         if on_error and not callable(on_error):
             raise AssertionError(f"on_error must be callable, got: {type(on_error).__name__}")
-        if host is not None:
-            require("host", host, str)
-            if not host.startswith(("http://", "https://")):
-                raise ValueError(f"host must start with http:// or https://, got: {host!r}")
 
-        self.write_key = write_key
-        self.host = host
+        destination = lanes[0]
+        self.destination = destination
+        """Where this client's own queue goes; ``destinations`` beyond the first get a lane
+        each (``_lanes``), built with the same settings."""
+        self.write_key = destination.write_key if isinstance(destination, Segment) else None
+        self.host = destination.host if isinstance(destination, Segment) else host
+        self._refusal = destination.refusal if isinstance(destination, Mixpanel) else None
+        self._label = None if destinations is None else destination.label
+        self._message_limit = (
+            MAX_MSG_SIZE if any(isinstance(d, Segment) for d in lanes) else sys.maxsize
+        )
         self.debug = debug
         self.send = send
         self.sync_mode = sync_mode
@@ -183,6 +198,43 @@ class Client:
         self._thread_count = thread
         self._rt = self._new_runtime(on_error)
         """Owner: the process of ``_rt.pid``; replaced whole, by one assignment, in a fork."""
+        self._lanes: list[Client] = []
+        """One client per further destination: its own queue, consumers, retry budget, stats,
+        spool and lifecycle, fed by this client's hand-off (``_fan_out``)."""
+        labels = [destination.label]
+        for other in lanes[1:]:
+            label = _unique(other.label, labels)
+            labels.append(label)
+            lane = Client(
+                debug=debug,
+                max_queue_size=max_queue_size,
+                send=send,
+                on_error=on_error,
+                gzip=gzip,
+                max_retries=max_retries,
+                sync_mode=sync_mode,
+                timeout=timeout,
+                proxies=proxies,
+                thread=thread,
+                upload_size=upload_size,
+                upload_interval=upload_interval,
+                oauth_client_id=oauth_client_id,
+                oauth_client_key=oauth_client_key,
+                oauth_key_id=oauth_key_id,
+                oauth_auth_server=oauth_auth_server,
+                oauth_scope=oauth_scope,
+                max_total_backoff_duration=max_total_backoff_duration,
+                max_rate_limit_duration=max_rate_limit_duration,
+                shutdown_timeout=shutdown_timeout,
+                spool_path=None if spool_path is None else Path(spool_path) / f".{label}",
+                spool_max_bytes=spool_max_bytes,
+                queue_full_policy=queue_full_policy,
+                queue_full_timeout=queue_full_timeout,
+                destinations=[other],
+            )
+            lane._label = label
+            lane._rt.reporter.destination = label
+            self._lanes.append(lane)
 
         if self._spool is not None:
             self._replay(self._spool.adopt_orphans())
@@ -194,10 +246,14 @@ class Client:
         rt = Runtime(
             MessageQueue(self.max_queue_size, batch_size=self.upload_size, batch_cut=batch_cut),
             stats,
-            DropReporter(stats, on_error, self.log),
+            DropReporter(stats, on_error, self.log, self._label),
         )
         if self.sync_mode:
-            rt.sync_sender = _SyncSender(**self._uploader_settings(rt))
+            rt.sync_sender = (
+                _SyncSender(**self._uploader_settings(rt))
+                if isinstance(self.destination, Segment)
+                else self._new_consumers(rt, 1)[0]  # not started: its deliver() is all we use
+            )
         else:
             rt.consumers = self._new_consumers(rt, self._thread_count)
         return rt
@@ -247,6 +303,8 @@ class Client:
     @on_error.setter
     def on_error(self, value: OnError | None) -> None:
         self._rt.reporter.on_error = value
+        for lane in self._lanes:
+            lane.on_error = value
 
     # -- message methods (positional order matches segment.analytics) -------------------------
 
@@ -506,13 +564,32 @@ class Client:
                 return False, encoded
             data, encoded = encode_message(final)
         msg = encoded
-        if len(data) > MAX_MSG_SIZE:
+        if len(data) > self._message_limit:
             raise RuntimeError(
                 f"Message exceeds {MAX_MSG_SIZE // 1024}kb limit: {len(data)} bytes "
                 f"({msg['type']} {msg.get('event') or msg['messageId']!r})"
             )
         if not self.send:
             return True, msg
+        if self._lanes:
+            return self._fan_out(rt, data, msg)
+        return self._deliver(rt, data, msg)
+
+    def _fan_out(self, rt: Runtime, data: bytes, msg: Message) -> Result:
+        """Hand the same encoded message to this client's queue and to each lane's: accepted
+        if any destination accepted it. Each lane answers for its own process (fork)."""
+        accepted = self._deliver(rt, data, msg)[0]
+        for lane in self._lanes:
+            accepted = lane._deliver(lane._runtime(), data, msg)[0] or accepted
+        return accepted, msg
+
+    def _deliver(self, rt: Runtime, data: bytes, msg: Message) -> Result:
+        """Queue (or, in ``sync_mode``, send) one message for this client's destination."""
+        if self._refusal is not None:
+            reason = self._refusal(msg, len(data))
+            if reason is not None:
+                rt.reporter.report("refused", Refused(reason), [msg])
+                return False, msg
         if rt.sync_sender is not None:
             return self._send_now(rt, data, msg)
         if not rt.enlisted and not self._enlist(rt):
@@ -608,22 +685,29 @@ class Client:
     # -- consumers --------------------------------------------------------------------------
 
     def _uploader_settings(self, rt: Runtime) -> dict[str, Any]:
-        return {
-            "write_key": self.write_key,
-            "host": self.host,
-            "gzip": self.gzip,
+        destination = self.destination
+        settings: dict[str, Any] = {
             "retries": self.max_retries,
             "timeout": self.timeout,
-            "proxies": self.proxies,
-            "oauth_manager": self.oauth_manager,
             "max_total_backoff_duration": self.max_total_backoff_duration,
             "max_rate_limit_duration": self.max_rate_limit_duration,
             "stats": rt.stats,
         }
+        if isinstance(destination, Mixpanel):
+            return {"destination": destination, **settings}
+        return {
+            "write_key": self.write_key,
+            "host": self.host,
+            "gzip": self.gzip,
+            "proxies": self.proxies,
+            "oauth_manager": self.oauth_manager,
+            **settings,
+        }
 
     def _new_consumers(self, rt: Runtime, count: int, **settings: Any) -> list[Consumer]:
+        kind = MixpanelLaneConsumer if isinstance(self.destination, Mixpanel) else Consumer
         return [
-            Consumer(
+            kind(
                 rt.queue,
                 upload_size=self.upload_size,
                 upload_interval=self.upload_interval,
@@ -668,8 +752,11 @@ class Client:
         reported (messages tracked meanwhile do not extend the wait).
 
         Returns the number of those still pending: 0 unless ``timeout`` (seconds) ran out.
-        Restarts consumers stopped by ``join()`` so that nothing queued is stranded.
+        Restarts consumers stopped by ``join()`` so that nothing queued is stranded. With
+        several destinations, every lane flushes at once, within the one ``timeout``.
         """
+        if self._lanes:
+            return self._flush_lanes(timeout)
         rt = self._runtime()
         if not self._flush_needed(rt):
             return 0
@@ -677,6 +764,26 @@ class Client:
         with rt.queue.flushing():
             rt.queue.join(timeout, upto=mark)
         return self._flushed(rt, timeout, mark)
+
+    def _flush_lanes(self, timeout: float | None) -> int:
+        """``flush()`` of every destination's queue: all of them send while we wait."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with ExitStack() as stack:
+            waits = self._flushing(stack)
+            for _, rt, mark in waits:
+                rt.queue.join(_remaining(deadline), upto=mark)
+        return sum(engine._flushed(rt, timeout, mark) for engine, rt, mark in waits)
+
+    def _flushing(self, stack: ExitStack) -> list[tuple[Client, Runtime, int]]:
+        """Every destination's engine with messages pending, its runtime and its flush mark;
+        each sends partial batches at once until ``stack`` closes."""
+        waits = []
+        for engine in (self, *self._lanes):
+            rt = engine._runtime()
+            if engine._flush_needed(rt):
+                waits.append((engine, rt, rt.queue.mark()))
+                stack.enter_context(rt.queue.flushing())
+        return waits
 
     def _flush_needed(self, rt: Runtime) -> bool:
         """True if messages are pending; then the consumers are (re)started to send them."""
@@ -699,11 +806,17 @@ class Client:
         Messages still queued stay queued: a later ``flush()`` or the exit hook sends them.
         Returns the number of messages still pending.
         """
+        return self._join_engines((self, *self._lanes), timeout)
+
+    def _join_engines(self, engines: Sequence[Client], timeout: float | None) -> int:
+        """``join()`` of these clients' consumers: all asked to stop first, then waited for
+        within the one ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        rt = self._runtime()
-        for consumer in self._pause(rt):
+        runtimes = [(engine, engine._runtime()) for engine in engines]
+        stopping = [c for engine, rt in runtimes for c in engine._pause(rt)]
+        for consumer in stopping:
             consumer.join(_remaining(deadline))
-        return self._joined(rt)
+        return sum(engine._joined(rt) for engine, rt in runtimes)
 
     def _pause(self, rt: Runtime) -> list[Consumer]:
         """Ask every consumer thread to stop; return those that were started."""
@@ -737,20 +850,21 @@ class Client:
 
         Safe to cancel (for example by ``asyncio.wait_for``): the consumers go on delivering.
         """
-        rt = self._runtime()
-        if not self._flush_needed(rt):
-            return 0
-        with rt.queue.flushing():
-            await aio.wait(rt.queue, timeout)
-        return self._flushed(rt, timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with ExitStack() as stack:
+            waits = self._flushing(stack)
+            for _, rt, _ in waits:
+                await aio.wait(rt.queue, _remaining(deadline))
+        return sum(engine._flushed(rt, timeout) for engine, rt, _ in waits)
 
     async def ajoin(self, timeout: float | None = None) -> int:
         """``join()`` for a running event loop; returns the number of messages still pending."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        rt = self._runtime()
-        for consumer in self._pause(rt):
+        runtimes = [(engine, engine._runtime()) for engine in (self, *self._lanes)]
+        stopping = [c for engine, rt in runtimes for c in engine._pause(rt)]
+        for consumer in stopping:
             await aio.wait(consumer.stopped, _remaining(deadline))
-        return self._joined(rt)
+        return sum(engine._joined(rt) for engine, rt in runtimes)
 
     async def ashutdown(self, timeout: float | None = None) -> int:
         """``shutdown()`` for a running event loop: ``aflush()`` then ``ajoin()`` within one
@@ -783,7 +897,18 @@ class Client:
 
     def stats(self) -> StatsSnapshot:
         """Counters since this client was created: enqueued, delivered, retried, dropped
-        (by reason) and pending (accepted, not yet delivered or reported)."""
+        (by reason) and pending (accepted, not yet delivered or reported). With several
+        destinations, these are the first one's, and ``destinations`` has each one's."""
+        rt = self._runtime()
+        snapshot = rt.stats.snapshot(rt.queue.accepted, rt.queue.unfinished_tasks)
+        if self._lanes:
+            snapshot["destinations"] = {
+                engine._label or engine.destination.label: engine._lane_stats()
+                for engine in (self, *self._lanes)
+            }
+        return snapshot
+
+    def _lane_stats(self) -> StatsSnapshot:
         rt = self._runtime()
         return rt.stats.snapshot(rt.queue.accepted, rt.queue.unfinished_tasks)
 
@@ -799,10 +924,10 @@ class Client:
             if any(c.running and c.is_alive() for c in rt.consumers or []):
                 with rt.queue.flushing():
                     rt.queue.join(self.shutdown_timeout)
-            self.join(max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
+            self._join_engines((self,), max(deadline - time.monotonic(), lifecycle.EXIT_GRACE))
             self._deliver_here(rt, deadline)
         else:
-            self.join(0)
+            self._join_engines((self,), 0)
         with rt.lock:  # closed before the sweep: a put after it sees the flag, sweeps itself
             rt.closed = True
             rt.enlisted = False
@@ -862,6 +987,45 @@ class _SyncSender(Uploader):
 
     def _send(self, batch: list[Any], retry_count: int) -> Any:
         return self._post_with(post, batch, retry_count)
+
+
+def _resolve_destinations(
+    write_key: str | None, host: str | None, destinations: Sequence[Destination] | None
+) -> list[Destination]:
+    """The client's destinations, first its own: ``write_key`` alone is ``Segment(write_key,
+    host)``, as it always was; with ``destinations``, ``write_key`` adds that Segment source
+    in front."""
+    if destinations is None:
+        require("write_key", write_key, str)
+        assert isinstance(write_key, str)  # narrowed for type checkers; require() raised
+        return [Segment(write_key, host)]
+    if isinstance(destinations, (str, bytes)) or not isinstance(destinations, Sequence):
+        raise TypeError("destinations must be a list of destination objects")
+    for destination in destinations:
+        if not isinstance(destination, (Segment, Mixpanel)):
+            raise TypeError(
+                "each destination must be segment_clone.destinations.Segment or Mixpanel, "
+                f"got: {type(destination).__name__}"
+            )
+    resolved = list(destinations)
+    if write_key is not None:
+        if any(isinstance(d, Segment) for d in resolved):
+            raise ValueError("pass write_key or a Segment destination, not both")
+        resolved.insert(0, Segment(write_key, host))
+    elif host is not None:
+        raise ValueError("host is write_key's; with destinations, use Segment(write_key, host=...)")
+    if not resolved:
+        raise ValueError("destinations is empty: name at least one, or pass write_key")
+    return resolved
+
+
+def _unique(label: str, taken: list[str]) -> str:
+    """``label``, or ``label-2``, ``label-3``... when another destination has it."""
+    n, found = 1, label
+    while found in taken:
+        n += 1
+        found = f"{label}-{n}"
+    return found
 
 
 def _remaining(deadline: float | None) -> float | None:

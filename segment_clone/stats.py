@@ -12,9 +12,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, Callable, TypedDict
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any, Callable, TypedDict
 
 from .encoding import decode_message
+
+if TYPE_CHECKING:  # typing has it from 3.11; annotations are not evaluated at run time
+    from typing_extensions import NotRequired
 
 OnError = Callable[[BaseException, list[dict[str, Any]]], Any]
 
@@ -29,6 +33,8 @@ class StatsSnapshot(TypedDict):
     retried: int
     dropped: dict[str, int]
     pending: int
+    destinations: NotRequired[dict[str, StatsSnapshot]]
+    """Each destination's own counters, in a client with several (by label)."""
 
 
 class Stats:
@@ -64,10 +70,19 @@ class Stats:
 class DropReporter:
     """Counts, logs and reports every message the SDK gives up on."""
 
-    def __init__(self, stats: Stats, on_error: OnError | None, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        on_error: OnError | None,
+        log: logging.Logger,
+        destination: str | None = None,
+    ) -> None:
         self.stats = stats
         self.on_error = on_error
         self.log = log
+        self.destination = destination
+        """The label of the destination whose lane this reports for, in a client with several:
+        set as the exception's ``destination`` attribute and named in the log."""
         self._lock = threading.RLock()  # guards _window; re-entrant for signal handlers
         self._window: dict[str, tuple[float, int]] = {}
 
@@ -76,6 +91,9 @@ class DropReporter:
     ) -> None:
         """Account for ``batch`` as dropped for ``reason`` and tell the application."""
         self.stats.add_dropped(reason, len(batch))
+        if self.destination is not None:
+            with suppress(AttributeError):  # an exception type with __slots__ keeps none
+                exc.destination = self.destination  # type: ignore[attr-defined]
         self._log(reason, exc, len(batch))
         on_error = self.on_error
         if not on_error:  # falsy means no handler, as upstream
@@ -97,4 +115,5 @@ class DropReporter:
         extra = f" ({suppressed} more dropped for this reason since the last report)" * bool(
             suppressed
         )
-        self.log.warning("dropped %d message(s): %s: %s%s", count, reason, exc, extra)
+        where = f" for {self.destination}" * (self.destination is not None)
+        self.log.warning("dropped %d message(s)%s: %s: %s%s", count, where, reason, exc, extra)

@@ -28,7 +28,7 @@ MODULE_GLOBALS = [
     "upload_interval", "max_total_backoff_duration", "max_rate_limit_duration",
     "shutdown_timeout", "spool_path", "spool_max_bytes", "queue_full_policy",
     "queue_full_timeout", "oauth_client_id", "oauth_client_key", "oauth_key_id",
-    "oauth_auth_server", "oauth_scope", "before_send",
+    "oauth_auth_server", "oauth_scope", "before_send", "destinations",
 ]  # fmt: skip
 
 

@@ -264,9 +264,10 @@ def test_coroutine_hooks_are_refused_at_construction(before_send: Any, complaint
         Client("wk", send=False, before_send=before_send)
 
 
-def test_before_send_is_the_last_parameter_and_defaults_to_none() -> None:
+def test_before_send_follows_upstreams_parameters_and_defaults_to_none() -> None:
     parameters = list(inspect.signature(Client).parameters.values())
-    assert parameters[-1].name == "before_send" and parameters[-1].default is None
+    assert [p.name for p in parameters[-2:]] == ["before_send", "destinations"]
+    assert parameters[-2].default is None and parameters[-1].default is None
     assert Client.DefaultConfig.before_send is None
 
 

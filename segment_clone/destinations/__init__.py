@@ -2,5 +2,6 @@
 
 from .mixpanel import Mixpanel
 from .mixpanel_mapping import MappingSettings, Record, Refused, to_mixpanel
+from .segment import Segment
 
-__all__ = ["MappingSettings", "Mixpanel", "Record", "Refused", "to_mixpanel"]
+__all__ = ["MappingSettings", "Mixpanel", "Record", "Refused", "Segment", "to_mixpanel"]

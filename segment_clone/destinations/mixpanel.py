@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ..mixpanel.credentials import ServiceAccountCredentials
-from .mixpanel_mapping import MappingSettings, Record, to_mixpanel
+from .mixpanel_mapping import (
+    EARLIEST,
+    FUTURE_TOLERANCE_MS,
+    MAX_PROPERTIES,
+    MAX_RECORD_BYTES,
+    MappingSettings,
+    Record,
+    Refused,
+    encode_record,
+    to_mixpanel,
+)
+
+MAPPED_PROPERTIES = 45
+"""At most this many properties does the mapping add to the caller's (ids, context, library)."""
+MAPPED_BYTES = 4096
+"""At most this many bytes does a record add to twice its message's (ids appear twice)."""
 
 
 class Mixpanel:
@@ -24,6 +41,8 @@ class Mixpanel:
     :param group_key: Mixpanel's ``$group_key`` for ``group`` calls.
     :param source_name: written as ``segment_source_name`` on every event when set.
     """
+
+    label = "mixpanel"
 
     def __init__(
         self,
@@ -52,6 +71,35 @@ class Mixpanel:
     def map(self, message: Mapping[str, Any], now_ms: int | None = None) -> list[Record]:
         """The records one Segment message becomes (see :func:`to_mixpanel`)."""
         return to_mixpanel(message, self.settings, now_ms=now_ms)
+
+    def refusal(self, message: Mapping[str, Any], size: int) -> str | None:
+        """Why Mixpanel would refuse ``message`` (``size`` bytes encoded), or None: checked
+        on the caller's thread, so that such a message is reported at once, never sent to fail.
+
+        Cheap for the usual message, whose properties and size are far from Mixpanel's limits
+        and which needs only its time checked; any other is mapped in full."""
+        now_ms = int(time.time() * 1000)
+        body = message.get("properties") or message.get("traits") or ()
+        if size * 2 + MAPPED_BYTES < MAX_RECORD_BYTES and (
+            len(body) + MAPPED_PROPERTIES < MAX_PROPERTIES
+        ):
+            stamp = message.get("timestamp")
+            try:
+                when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+            except ValueError:
+                when = None
+            if when is not None and when.tzinfo is not None:
+                if when < EARLIEST:
+                    return f"the event is from {when.date()}; Mixpanel refuses events before 1971"
+                if when.timestamp() * 1000 > now_ms + FUTURE_TOLERANCE_MS:
+                    return "the event is more than an hour in the future; Mixpanel refuses it"
+                return None
+        try:
+            for record in to_mixpanel(message, self.settings, now_ms=now_ms, measure=False):
+                encode_record(record)
+        except Refused as e:
+            return str(e)
+        return None
 
     def __repr__(self) -> str:
         # The token is an identifier, not a secret, but the secret and credentials never show.
