@@ -1,14 +1,14 @@
 """The sink's ceiling: how many events per second it can ingest at most, measured in the same run.
 
 A raw keep-alive client replays one pre-encoded ``/v1/batch`` request of 100 events (the SDKs'
-batch size), or with ``--wire mixpanel`` one ``/track`` request of 50 events as a JSON array
-(what ``AsyncBufferedConsumer`` posts), as fast as the sink answers, one request in flight as
-with one consumer thread. The request is built once, so the client's own cost per batch is a
-``sendall`` and a ``recv``: what is measured is the sink (HTTP parsing, gunzip, JSON, counting),
-which bounds any SDK posting to it. ``run.py`` runs this in its own process while nothing else
-of the benchmark runs. It times ``--bursts`` bursts of 20,000 events and prints the best burst's
-rate (the most the sink can do; on a shared machine the others are what other work left of it)
-and the median, as one JSON line.
+batch size), or with ``--wire mixpanel`` one ``/track`` request of ``LANE_BATCH`` (500) events
+as a JSON array (what ``AsyncBufferedConsumer`` posts), as fast as the sink answers, one request
+in flight as with one consumer thread. The request is built once, so the client's own cost per
+batch is a ``sendall`` and a ``recv``: what is measured is the sink (HTTP parsing, gunzip, JSON,
+counting), which bounds any SDK posting to it. ``run.py`` runs this in its own process while
+nothing else of the benchmark runs. It times ``--bursts`` bursts of 20,000 events and prints the
+best burst's rate (the most the sink can do; on a shared machine the others are what other work
+left of it) and the median, as one JSON line.
 """
 
 from __future__ import annotations
@@ -25,21 +25,24 @@ from urllib.parse import urlsplit
 from sink_client import SinkClient
 from workload import EVENT, USER_IDS, properties
 
+from segment_clone.mixpanel.async_consumer import LANE_BATCH
+
 BATCH = 100
-MIXPANEL_BATCH = 50
-"""What ``AsyncBufferedConsumer`` (and upstream's ``BufferedConsumer``) put in one ``/track``."""
+MIXPANEL_BATCH = LANE_BATCH
+"""What ``AsyncBufferedConsumer`` puts in one ``/track`` by default."""
 BURST_EVENTS = 20_000
 WARMUP_BATCHES = 50
 
 
 def mixpanel_body() -> tuple[str, bytes, int]:
-    """50 Mixpanel events as one JSON array, the datetime as ``DatetimeSerializer`` writes it."""
+    """``MIXPANEL_BATCH`` Mixpanel events as one JSON array, the datetime as
+    ``DatetimeSerializer`` writes it."""
     events = [
         {
             "event": EVENT,
             "properties": {
                 "token": "bench-write-key",
-                "distinct_id": USER_IDS[i],
+                "distinct_id": USER_IDS[i % len(USER_IDS)],
                 "time": 1715954592.25,
                 "$insert_id": f"{i:032x}",
                 "mp_lib": "python",

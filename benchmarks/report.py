@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ceiling import MIXPANEL_BATCH
 from results import (
     CEILING,
     MIXPANEL_CEILING,
@@ -415,7 +416,7 @@ def ceiling_table(results: dict[str, Any]) -> list[str]:
     for wire, scenario, gzip in (
         ("Segment `/v1/batch`, 100 events", "ceiling", False),
         ("Segment `/v1/batch`, 100 events", "ceiling", True),
-        ("Mixpanel `/track` JSON, 50 events", MIXPANEL_CEILING, False),
+        (f"Mixpanel `/track` JSON, {MIXPANEL_BATCH} events", MIXPANEL_CEILING, False),
     ):
         m = Measure(CEILING, scenario, "events_per_s")
         rounds = ", ".join(num(v, 0) for v in per_round(results, m, gzip))
@@ -466,7 +467,7 @@ METHOD = [
     "- **Sink ceiling**: `ceiling.py` replays one pre-encoded 100-event `/v1/batch` request "
     "over one keep-alive connection as fast as the sink answers, with no SDK running; the best "
     "of 10 bursts of 20,000 events, each round. For Mixpanel (`--wire mixpanel`) the request is "
-    "what `AsyncBufferedConsumer` sends: `/track`, a JSON array of 50 events.",
+    f"what `AsyncBufferedConsumer` sends: `/track`, a JSON array of {MIXPANEL_BATCH} events.",
     "- **4 threads**: the same events split over 4 producer threads released by a barrier.",
     "- **Peak RSS queued** (first round only: it barely varies): the SDK posts to a socket "
     "that never answers, so every event stays queued (queues sized to hold them all); "

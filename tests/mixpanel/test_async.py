@@ -23,6 +23,7 @@ from segment_clone.mixpanel import (
     MixpanelException,
     ServiceAccountCredentials,
 )
+from segment_clone.mixpanel.async_consumer import LANE_BATCH
 
 from ..server import Reply, ScriptedServer
 from .conftest import OK, Errors, data, delivered, endpoint
@@ -84,9 +85,14 @@ def test_service_account_for_imports_only(mp_server: ScriptedServer, make_async:
     assert by_path["/track"].header("authorization") is None
 
 
-def test_batch_sizes_per_endpoint(mp_server: ScriptedServer, make_async: MakeAsync) -> None:
-    consumer = make_async(flush_interval=30)
-    for i in range(120):
+@pytest.mark.parametrize(("max_size", "per_request"), [(None, LANE_BATCH), (20, 20), (500, 50)])
+def test_batch_sizes_per_endpoint(
+    mp_server: ScriptedServer, make_async: MakeAsync, max_size: int | None, per_request: int
+) -> None:
+    """By default a ``/track`` request carries up to ``LANE_BATCH``; a ``max_size`` given keeps
+    upstream's meaning, capped at 50."""
+    consumer = make_async(max_size=max_size, flush_interval=30)
+    for i in range(LANE_BATCH + 120):
         consumer.send("events", f'{{"n":{i}}}')
     for i in range(2500):
         consumer.send("imports", f'{{"n":{i}}}')
@@ -94,7 +100,8 @@ def test_batch_sizes_per_endpoint(mp_server: ScriptedServer, make_async: MakeAsy
     sizes: dict[str, list[int]] = {"/track": [], "/import": []}
     for rec in mp_server.requests:
         sizes[endpoint(rec)].append(len(data(rec)))
-    assert sizes == {"/track": [50, 50, 20], "/import": [2000, 500]}
+    full, rest = divmod(LANE_BATCH + 120, per_request)
+    assert sizes == {"/track": [per_request] * full + [rest] * bool(rest), "/import": [2000, 500]}
     assert [m["n"] for m in delivered(mp_server) if len(m) == 1][:3] == [0, 1, 2]
 
 
@@ -106,6 +113,7 @@ def test_max_sizes_are_validated() -> None:
     with pytest.raises(ValueError, match="max_queue_size"):
         AsyncBufferedConsumer(max_queue_size=0)
     assert AsyncBufferedConsumer(500, import_max_size=9000)._max_size == 50
+    assert AsyncBufferedConsumer()._max_size == LANE_BATCH
 
 
 def test_unknown_endpoint_raises_at_once(make_async: MakeAsync) -> None:
@@ -259,7 +267,7 @@ def test_10000_events_from_4_threads_none_lost(
     messages = delivered(mp_server)
     assert len({m["properties"]["$insert_id"] for m in messages}) == 10000
     assert len(messages) == 10000
-    assert all(len(data(r)) <= 50 for r in mp_server.requests)
+    assert all(len(data(r)) <= LANE_BATCH for r in mp_server.requests)
     stats = consumer.stats()
     assert (stats["enqueued"], stats["delivered"], stats["dropped"]) == (10000, 10000, {})
 
