@@ -191,9 +191,9 @@ def _event(message: Mapping[str, Any], settings: MappingSettings, event: str) ->
 
 def _context_properties(context: Mapping[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {}
-    for section, pairs in _CONTEXT_SECTIONS.items():
-        found = context.get(section)
-        if not found:
+    for section, found in context.items():  # a context holds a few of the table's sections
+        pairs = _CONTEXT_SECTIONS.get(section)
+        if pairs is None or not found:
             continue
         found = _object(found)
         for key, target in pairs:
