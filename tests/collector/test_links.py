@@ -10,9 +10,11 @@ from typing import Any, Callable
 
 import pytest
 
+from segment_clone import Client
 from segment_clone.collector import Collector
 from segment_clone.collector import store as store_module
 from segment_clone.collector.store import EventStore, Query
+from segment_clone.destinations import Mixpanel, Segment
 
 from ..api import get, post
 from .both_sides import deliver_both, deliver_mixpanel, message
@@ -155,3 +157,37 @@ def test_a_database_from_before_links_is_rehashed_and_keeps_deduplicating(
             == []
         )
     conn.close()
+
+
+def test_every_call_of_a_client_with_both_destinations_links_as_documented(
+    collector: Collector,
+) -> None:
+    url = collector.url
+    client = Client(destinations=[Segment("key", host=url), Mixpanel("tok", api_host=url)])
+    client.track("ada", "Order Completed", {"revenue": 9.5})
+    client.page("ada", "Shop", "Pricing")
+    client.screen("ada", "App", "Home")
+    client.identify("ada", {"email": "ada@example.com"}, anonymous_id="anon-1")
+    client.alias("anon-1", "ada")
+    client.group("ada", "acme", {"name": "Acme"})
+    client.track("ada", "Custom Id", message_id="order 7/try 1")  # the SHA-256 form
+    assert client.shutdown(10) == 0
+    segment = get(url, "/api/entries?source=segment&order=asc")["entries"]
+    links = {
+        e["type"] + (e["event"] or ""): [
+            (link["type"], link["event"]) for link in entry(collector, e["id"])["links"]
+        ]
+        for e in segment
+    }
+    assert links == {
+        "trackOrder Completed": [("import", "Order Completed")],
+        "page": [("import", "Viewed Pricing")],
+        "screen": [("import", "Viewed Home")],
+        "identify": [("track", "$identify")],
+        "alias": [("track", "$create_alias")],
+        "group": [],  # /groups updates carry no $insert_id
+        "trackCustom Id": [("import", "Custom Id")],
+    }
+    for e in segment:
+        for link in entry(collector, e["id"])["links"]:
+            assert [back["id"] for back in entry(collector, link["id"])["links"]] == [e["id"]]
