@@ -3,8 +3,10 @@
 Starts ``python -m segment_clone.collector`` on a free port with a fresh database in a
 temporary folder, failing 20 % of requests with 503 so that retries happen. Runs
 ``quickstart.py`` and ``multithreaded.py`` against it, stops the collector, and compares the
-messageIds each example's SDK accepted with the ones the collector stored. The collector also
-serves the Mixpanel feature flags of ``feature_flags.json``, which ``feature_flags.py``
+messageIds each example's SDK accepted with the ones the collector stored.
+``two_destinations.py`` sends with one client to both of the collector's faces, Segment's and
+Mixpanel's; every Mixpanel record it made must link back to its Segment message. The collector
+also serves the Mixpanel feature flags of ``feature_flags.json``, which ``feature_flags.py``
 evaluates locally and remotely; the exposure events it sent must all be stored. Exits 1 if any
 message was lost.
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = ("quickstart.py", "multithreaded.py")
+EXAMPLES = ("quickstart.py", "multithreaded.py", "two_destinations.py")
+BOTH = EXAMPLES.index("two_destinations.py")
 WRITE_KEY = "demo-write-key"
 FAIL_RATE = 0.2
 
@@ -96,6 +99,7 @@ def main() -> int:
     print(f"duplicates  {stats['duplicates']} (refused by messageId)")
     print(f"lost        {len(lost)}")
     print(f"faults      {stats['faults']['injected']} injected, {retried} retries by the SDK")
+    print(f"both        {reports[BOTH]['both']}")
     print(f"flags       {flags['exposures']} exposure events sent, {exposures['total']} stored")
     print(f"elapsed     {elapsed:.2f} s")
     if unexpected:
@@ -104,6 +108,10 @@ def main() -> int:
         print(f"the collector exited with status {collector.returncode}")
     ok = not lost and not unexpected and collector.returncode == 0
     ok = ok and exposures["total"] == flags["exposures"]
+    both = len(reports[BOTH]["sent"])
+    ok = ok and reports[BOTH]["both"] == (
+        f"{both} Segment messages, {both} Mixpanel records, {both} linked"
+    )
     print("OK: every message arrived exactly once" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -34,13 +34,22 @@ import segment_clone
 
 from .collector import Collector
 from .collector.plan import Plan, PlanError, load_plan
+from .destinations import Mixpanel, Segment
 from .mixpanel.flags.types import LocalFlagsConfig, RemoteFlagsConfig
 from .mixpanel.flags.utils import EXPOSURE_EVENT
 
 TEST_WRITE_KEY = "test-write-key"
 CAPTURE_UPLOAD_INTERVAL = 0.05
 """Partial batches are sent after 50 ms instead of 500, so ``wait_for`` returns quickly."""
-_SETTINGS = ("write_key", "host", "send", "sync_mode", "upload_interval", "default_client")
+_SETTINGS = (
+    "write_key",
+    "host",
+    "send",
+    "sync_mode",
+    "upload_interval",
+    "default_client",
+    "destinations",
+)
 PLAN_HELP = "tracking plan that the collector fixture checks every message against"
 _PLAN = pytest.StashKey[Plan]()
 
@@ -108,8 +117,21 @@ def analytics_capture(collector: Collector) -> Iterator[AnalyticsCapture]:
     """The ``collector``, with the module-level client (``segment_clone.track`` etc.) sending
     to it; at teardown the client is flushed and shut down and the settings restored."""
     saved = {name: getattr(segment_clone, name) for name in _SETTINGS}
-    segment_clone.write_key = TEST_WRITE_KEY
-    segment_clone.host = collector.url
+    chosen = segment_clone._chosen_destinations()
+    if chosen:  # each destination the application set, delivered to the collector instead
+        with_key = segment_clone.write_key is not None  # a Segment source in front of them
+        segment_clone.write_key = TEST_WRITE_KEY if with_key else None
+        segment_clone.host = collector.url if with_key else None
+        redirected = [
+            d.at(collector.url)
+            if isinstance(d, Mixpanel)
+            else Segment(TEST_WRITE_KEY, host=collector.url)
+            for d in chosen
+        ]
+        setattr(segment_clone, "destinations", redirected)  # noqa: B010 (the name is a package)
+    else:
+        segment_clone.write_key = TEST_WRITE_KEY
+        segment_clone.host = collector.url
     segment_clone.send = True
     segment_clone.sync_mode = False
     segment_clone.upload_interval = CAPTURE_UPLOAD_INTERVAL

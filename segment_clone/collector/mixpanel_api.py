@@ -231,8 +231,8 @@ def event_row(
     distinct_id = string_id(props.get("distinct_id"))
     body = encoded(record, where)  # first: the key is encoded from parts of it
     key = _event_key(event, distinct_id, props)
-    row = _row(type_, f"{type_}:{key}" if apart else key, distinct_id, event, body, where)
-    return row._replace(link_key=mixpanel_link(record))
+    key = f"{type_}:{key}" if apart else key
+    return _row(type_, key, distinct_id, event, body, where, mixpanel_link(record))
 
 
 def profile_row(record: Any, where: str) -> Row:
@@ -278,12 +278,20 @@ def _millis(time: Any) -> Any:
     return round(time * 1000) if abs(time) < 1e11 else round(time)
 
 
-def _row(type_: str, key: str, user_id: str | None, event: str, body: bytes, where: str) -> Row:
+def _row(
+    type_: str,
+    key: str,
+    user_id: str | None,
+    event: str,
+    body: bytes,
+    where: str,
+    link_key: str | None = None,
+) -> Row:
     if len(body) > MAX_RECORD_BYTES:
         raise HTTPError(
             413, "payload_too_large", f"{where} is {len(body)} bytes, over {MAX_RECORD_BYTES}"
         )
-    return Row(type_, key, user_id, event, body.decode())
+    return Row(type_, key, user_id, event, body.decode(), link_key=link_key)
 
 
 def _object(record: Any, where: str) -> dict[str, Any]:

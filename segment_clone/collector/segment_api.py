@@ -16,7 +16,7 @@ import orjson
 from .auth import WriteKeyAuth
 from .intake import EventAPI, Intake, Parsed
 from .limits import MAX_MESSAGE_BYTES, encoded
-from .links import indexed_key
+from .links import link_key
 from .routing import HTTPError, Request, Route
 from .store import Row
 from .subjects import segment_violations
@@ -91,7 +91,7 @@ def to_row(message: Any, where: str) -> Row:
         event if isinstance(event, str) else None,
         body.decode(),
         string_id(message.get("anonymousId")),
-        link_key=indexed_key(SOURCE, message),
+        link_key=link_key(SOURCE, message),
     )
 
 

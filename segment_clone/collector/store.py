@@ -15,7 +15,9 @@ faults it went through.
 The unique index is on a 64-bit hash of ``(source, dedup_key)`` rather than on the text: random
 UUID keys dirty one index page per message, and an integer index has about a third as many
 pages as a text one, which made storing a batch some 40 % cheaper. A hash collision is detected and
-the message is stored all the same (see ``_store_collisions``).
+the message is stored all the same (see ``_store_collisions``). The high half of the hash of a
+message with an ``$insert_id`` is that id's, which is how a Segment message and the Mixpanel
+events made from it find each other (``linked``) without an index of their own.
 """
 
 from __future__ import annotations
@@ -33,8 +35,7 @@ from typing import Any, Callable, NamedTuple, Union
 
 import orjson
 
-from ..destinations.mixpanel_mapping import insert_id
-from .links import indexed_key, mixpanel_link
+from .links import link_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,8 +51,7 @@ CREATE TABLE IF NOT EXISTS events (
     anonymous_id TEXT,
     request_id INTEGER,
     violations TEXT,
-    dup_hits INTEGER NOT NULL DEFAULT 0,
-    link_hash INTEGER
+    dup_hits INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_unhashed ON events (source, dedup_key)
     WHERE dedup_hash IS NULL;
@@ -84,31 +84,24 @@ ADDED_COLUMNS = {
         "request_id": "INTEGER",
         "violations": "TEXT",
         "dup_hits": "INTEGER NOT NULL DEFAULT 0",
-        "link_hash": "INTEGER",
     },
     "faulted": {"source": "TEXT", "dedup_key": "TEXT"},
 }
 """Columns that databases written by earlier versions lack, by table; added on open."""
-LINK_INDEX = (
-    "CREATE INDEX IF NOT EXISTS events_link ON events (link_hash) WHERE link_hash IS NOT NULL"
+LINKED_VERSION = 1
+"""``PRAGMA user_version`` from which messages are hashed with their ``$insert_id`` (see
+``dedup_hash``); an older database is rehashed when opened."""
+LINKED = (
+    "SELECT {columns} FROM events WHERE dedup_hash BETWEEN ? AND ? AND source = ?"
+    " UNION ALL SELECT {columns} FROM events WHERE dedup_hash IS NULL AND source = ? ORDER BY id"
 )
-"""Made after the columns are added (an older database has no ``link_hash``). Partial: most
-Segment messages are found by their dedup key and are not in it."""
-MIXPANEL_INSERT_ID = '$.properties."$insert_id"'
-LINKED_EVENTS = "link_hash = ? AND source = 'mixpanel' AND json_extract(body, ?) = ?"
-"""The Mixpanel events of an ``$insert_id``: by the link index, the hash checked."""
-LINKED_MESSAGES = (
-    "source = 'segment' AND (link_hash = ? OR dedup_hash = ? AND dedup_key = ?"
-    " OR dedup_hash IS NULL AND dedup_key = ?)"
-)
-"""The Segment messages that may have an ``$insert_id``: by the link index (a digest) or the
-dedup index (a messageId that is its own ``$insert_id``); the caller checks which has it."""
+"""The messages of one source that may have an ``$insert_id``: its range of the dedup index,
+and the few stored without a hash; the caller checks which have it."""
 MAX_LINKS = 20
 """Linked entries listed at most (the same ``$insert_id`` may be imported many times)."""
 INSERT = (
     "INSERT INTO events (source, type, dedup_hash, dedup_key, user_id, event, received_at, body,"
-    " anonymous_id, request_id, violations, link_hash)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " anonymous_id, request_id, violations) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (dedup_hash) DO UPDATE SET dup_hits = dup_hits + 1"
     " WHERE dedup_key = excluded.dedup_key"
 )
@@ -144,8 +137,8 @@ class Row(NamedTuple):
     """The tracking plan's violations as a JSON list, None when the message passed (or there
     is no plan)."""
     link_key: str | None = None
-    """The ``$insert_id`` to index the message by, when its dedup key cannot find it (see
-    ``links.indexed_key``); None otherwise."""
+    """The ``$insert_id`` shared by a Segment message and the Mixpanel events made from it
+    (see ``links``); None for a record that has none."""
 
 
 @dataclass(frozen=True)
@@ -264,10 +257,10 @@ class EventStore:
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
         self._writer.executescript(SCHEMA)
-        added = _add_missing_columns(self._writer)
-        self._writer.execute(LINK_INDEX)
-        if "link_hash" in added:
-            _fill_link_hashes(self._writer)
+        _add_missing_columns(self._writer)
+        (version,) = self._writer.execute("PRAGMA user_version").fetchone()
+        if version < LINKED_VERSION:
+            _hash_with_links(self._writer)
         self._checkpointer = Checkpointer(self._connect())
 
     def _connect(self) -> sqlite3.Connection:
@@ -308,9 +301,8 @@ class EventStore:
             if delivery is not None:
                 request_id = conn.execute(INSERT_REQUEST, delivery.params(now)).lastrowid
             params = [
-                (source, r.type, dedup_hash(source, r.dedup_key), r.dedup_key, r.user_id,
-                 r.event, now, r.body, r.anonymous_id, request_id, r.violations,
-                 None if r.link_key is None else link_hash(r.link_key))
+                (source, r.type, dedup_hash(source, r.dedup_key, r.link_key), r.dedup_key,
+                 r.user_id, r.event, now, r.body, r.anonymous_id, request_id, r.violations)
                 for r in rows
             ]  # fmt: skip
             (last_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
@@ -433,27 +425,19 @@ class EventStore:
     def linked(self, entry: Entry) -> list[Entry]:
         """The other side of ``entry``, by ``$insert_id``: the Mixpanel events made from a
         Segment message, or the Segment message a Mixpanel event was made from; oldest first,
-        ``MAX_LINKS`` at most."""
-        message = orjson.loads(entry.body)
-        if entry.source == "segment":
-            event_key = insert_id(message)
-            return self._select(
-                LINKED_EVENTS, (link_hash(event_key), MIXPANEL_INSERT_ID, event_key)
-            )
-        key = mixpanel_link(message)
+        ``MAX_LINKS`` at most.
+
+        The messages of one ``$insert_id`` share the high half of their dedup hash, so they
+        are one range of the unique index; those stored with no hash (a collision) are few."""
+        key = link_key(entry.source, orjson.loads(entry.body))
         if key is None:
             return []
-        dedup_key = orjson.dumps(key).decode()  # the messageId, when it is the $insert_id
-        found = self._select(
-            LINKED_MESSAGES,
-            (link_hash(key), dedup_hash("segment", dedup_key), dedup_key, dedup_key),
-        )
-        return [e for e in found if insert_id(orjson.loads(e.body)) == key]
-
-    def _select(self, where: str, params: Sequence[Any]) -> list[Entry]:
-        sql = f"SELECT {ENTRY_COLUMNS} FROM events WHERE {where} ORDER BY id LIMIT ?"
+        other = "mixpanel" if entry.source == "segment" else "segment"
+        sql = LINKED.format(columns=ENTRY_COLUMNS)
         with self._reader() as conn:
-            return [Entry(*row) for row in conn.execute(sql, (*params, MAX_LINKS))]
+            found = conn.execute(sql, (*link_range(key), other, other)).fetchall()
+        linked = (Entry(*row) for row in found)
+        return [e for e in linked if link_key(other, orjson.loads(e.body)) == key][:MAX_LINKS]
 
     def violation_groups(self, query: Query = Query()) -> list[dict[str, Any]]:
         """The violations of matching messages, grouped by event (or type), violation type,
@@ -530,58 +514,68 @@ def iso_time(seconds: float) -> str:
     return f"{whole}.{int(seconds * 1000) % 1000:03d}Z"
 
 
-def dedup_hash(source: str, key: str) -> int:
+def dedup_hash(source: str, key: str, link: str | None = None) -> int:
     """A signed 64-bit hash of ``(source, key)``, the store's unique index.
 
     CRC-32 and Adler-32 side by side: stable across processes (unlike ``hash()``) and about
     three times cheaper than a hashlib digest. Not cryptographic, and it need not be: a
-    collision costs one extra query, never a message.
+    collision costs one extra query, never a message. With ``link``, the message's
+    ``$insert_id``, its CRC-32 is the high half instead (and that of ``(source, key)`` the low
+    one): the messages of one ``$insert_id``, Segment's and Mixpanel's, are then one range of
+    the index (``link_range``), and links need no index of their own.
     """
     data = f"{source}\0{key}".encode()
-    return (zlib.crc32(data) << 32 | zlib.adler32(data)) - (1 << 63)
+    if link is None:
+        return (zlib.crc32(data) << 32 | zlib.adler32(data)) - (1 << 63)
+    return (zlib.crc32(link.encode()) << 32 | zlib.crc32(data)) - (1 << 63)
 
 
-def link_hash(key: str) -> int:
-    """The indexed hash of a link key: integers keep the index small (see ``dedup_hash``)."""
-    return dedup_hash("$insert_id", key)
+def link_range(link: str) -> tuple[int, int]:
+    """The lowest and highest dedup hash a message of ``$insert_id`` ``link`` can have."""
+    lowest = (zlib.crc32(link.encode()) << 32) - (1 << 63)
+    return lowest, lowest + 0xFFFFFFFF
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> set[str]:
-    """Add the columns of ``ADDED_COLUMNS`` the database lacks; returns their names."""
-    added = set()
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
     for table, columns in ADDED_COLUMNS.items():
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         for column, declaration in columns.items():
             if column not in have:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-                added.add(column)
-    return added
 
 
-def _fill_link_hashes(conn: sqlite3.Connection) -> None:
-    """Index the messages of a database from before links (see ``Row.link_key``), in one
-    transaction, a thousand rows read at a time."""
+def _hash_with_links(conn: sqlite3.Connection) -> None:
+    """Rehash the messages of a database from before ``LINKED_VERSION`` with their
+    ``$insert_id``, in one transaction, a thousand rows read at a time. A hash already taken
+    (a collision, about 2**-64 a pair) leaves the row's old one: it only goes unlinked."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        conn.execute("DROP INDEX IF EXISTS events_link")  # a link index main had for an hour
         last = 0
         while rows := conn.execute(
-            "SELECT id, source, body FROM events WHERE id > ? ORDER BY id LIMIT 1000", (last,)
+            "SELECT id, source, dedup_key, body FROM events WHERE id > ?"
+            " AND dedup_hash IS NOT NULL ORDER BY id LIMIT 1000",
+            (last,),
         ).fetchall():
             last = rows[-1][0]
-            keys = [(id_, _indexed_key(source, body)) for id_, source, body in rows]
+            links = [
+                (id_, source, key, _stored_link_key(source, body))
+                for id_, source, key, body in rows
+            ]
             conn.executemany(
-                "UPDATE events SET link_hash = ? WHERE id = ?",
-                [(link_hash(key), id_) for id_, key in keys if key is not None],
+                "UPDATE OR IGNORE events SET dedup_hash = ? WHERE id = ?",
+                [(dedup_hash(s, k, link), id_) for id_, s, k, link in links if link is not None],
             )
+        conn.execute(f"PRAGMA user_version = {LINKED_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
 
 
-def _indexed_key(source: str, body: str) -> str | None:
+def _stored_link_key(source: str, body: str) -> str | None:
     message = orjson.loads(body)
-    return indexed_key(source, message) if isinstance(message, dict) else None
+    return link_key(source, message) if isinstance(message, dict) else None
 
 
 def _like_escape(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -71,6 +72,13 @@ class Mixpanel:
     def map(self, message: Mapping[str, Any], now_ms: int | None = None) -> list[Record]:
         """The records one Segment message becomes (see :func:`to_mixpanel`)."""
         return to_mixpanel(message, self.settings, now_ms=now_ms)
+
+    def at(self, api_host: str) -> Mixpanel:
+        """The same project and settings, delivered to ``api_host`` instead (a host name or a
+        base URL): how the pytest plugin points an application's destination at its collector."""
+        moved = copy.copy(self)
+        moved.base_url = base_url(api_host)
+        return moved
 
     def refusal(self, message: Mapping[str, Any], size: int) -> str | None:
         """Why Mixpanel would refuse ``message`` (``size`` bytes encoded), or None: checked

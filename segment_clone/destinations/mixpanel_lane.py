@@ -75,13 +75,13 @@ class MixpanelLaneConsumer(Consumer):
             for endpoint in ORDER
         }
         self._plan: _Plan | None = None
-        self.refused = 0
-        """Messages of the batch last sent that were refused one by one."""
+        self.refused: set[int] = set()
+        """Messages (by ``id``) of the batch last sent that were refused one by one."""
 
     def _send(self, batch: list[bytes], retry_count: int) -> None:
         plan = self._plan
         if plan is None or plan.batch is not batch:
-            self.refused = 0
+            self.refused = set()
             plan = self._plan = self._map(batch)
         while plan.requests:
             self._post(plan.requests[0], retry_count)
@@ -133,23 +133,16 @@ class MixpanelLaneConsumer(Consumer):
         failed = [
             f for f in wire.failed_records(req.endpoint, response) if f.position < len(req.records)
         ]
-        if failed:
-            listed = "; ".join(f.describe() for f in failed)
-            error = MixpanelAPIError(
-                response.status_code,
-                f"{len(failed)} of {len(req.records)} records refused: {listed}",
-                response,
-                req.endpoint,
-            )
-            self._refuse("rejected", error, [req.sources[f.position] for f in failed])
+        for f in failed:  # one report per record, each with Mixpanel's reason
+            error = MixpanelAPIError(response.status_code, f.describe(), response, req.endpoint)
+            self._refuse("rejected", error, [req.sources[f.position]])
 
     def _refuse(self, reason: str, error: Exception, messages: list[bytes]) -> None:
-        unique = list({id(m): m for m in messages}.values())
-        self.refused += len(unique)
-        self.reporter.report(reason, error, unique)
+        self.refused.update(map(id, messages))
+        self.reporter.report(reason, error, messages)
 
     def _delivered(self, batch: list[Any]) -> int:
-        return len(batch) - self.refused
+        return len(batch) - len(self.refused)
 
 
 def _decode(data: bytes) -> Any:

@@ -183,17 +183,19 @@ def _event(message: Mapping[str, Any], settings: MappingSettings, event: str) ->
     props.update(_context_properties(context))
     if settings.source_name:
         props["segment_source_name"] = settings.source_name
-    for key, value in _object(message.get("properties")).items():
-        if key not in _RESERVED:
-            props[key] = value
+    properties = _object(message.get("properties"))
+    if _RESERVED.isdisjoint(properties):  # the usual case: one update, at C speed
+        props.update(properties)
+    else:
+        props.update((k, v) for k, v in properties.items() if k not in _RESERVED)
     return {"event": event, "properties": props}
 
 
 def _context_properties(context: Mapping[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {}
-    for section, pairs in _CONTEXT_SECTIONS.items():
-        found = context.get(section)
-        if not found:
+    for section, found in context.items():  # a context holds a few of the table's sections
+        pairs = _CONTEXT_SECTIONS.get(section)
+        if pairs is None or not found:
             continue
         found = _object(found)
         for key, target in pairs:
@@ -201,8 +203,9 @@ def _context_properties(context: Mapping[str, Any]) -> dict[str, Any]:
             if value is not None:
                 props[target] = value
     for key, target in _CONTEXT_TOP:
-        if context.get(key) is not None:
-            props[target] = context[key]
+        value = context.get(key)
+        if value is not None:
+            props[target] = value
     user_agent = context.get("userAgent")
     if isinstance(user_agent, str):
         found_browser = browser(user_agent)

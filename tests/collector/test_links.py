@@ -10,9 +10,11 @@ from typing import Any, Callable
 
 import pytest
 
+from segment_clone import Client
 from segment_clone.collector import Collector
 from segment_clone.collector import store as store_module
 from segment_clone.collector.store import EventStore, Query
+from segment_clone.destinations import Mixpanel, Segment
 
 from ..api import get, post
 from .both_sides import deliver_both, deliver_mixpanel, message
@@ -98,21 +100,24 @@ def test_links_are_listed_oldest_first_up_to_a_bound(
     assert [link["id"] for link in entry(collector, segment)["links"]] == records[:2]
 
 
-def test_only_what_its_dedup_key_cannot_find_is_indexed(collector: Collector) -> None:
-    deliver_both(collector, message("track", UUID, event="A"), message("track", "x y", event="B"))
-    deliver_mixpanel(collector, "engage", {"$token": "t", "$distinct_id": "ada", "$set": {}})
+def test_links_need_no_index_of_their_own(collector: Collector) -> None:
+    sql = "EXPLAIN QUERY PLAN " + store_module.LINKED.format(columns="id")
     with sqlite3.connect(collector.store.path) as conn:
-        indexed = conn.execute(
-            "SELECT source, event FROM events WHERE link_hash IS NOT NULL ORDER BY id"
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
         ).fetchall()
+        plan = [step[-1] for step in conn.execute(sql, (1, 2, "segment", "segment")).fetchall()]
     conn.close()
-    assert indexed == [("segment", "B"), ("mixpanel", "A"), ("mixpanel", "B")]
+    assert sorted(name for (name,) in indexes) == ["events_unhashed", "sqlite_autoindex_events_1"]
+    assert plan and not [step for step in plan if step.startswith("SCAN")], plan
 
 
 def test_links_survive_hash_collisions(
     collector: Collector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_module, "dedup_hash", lambda source, key: 7)
+    hashed = store_module.dedup_hash
+    # every message of one $insert_id collides with the others: all but one get no hash
+    monkeypatch.setattr(store_module, "dedup_hash", lambda *args: hashed(*args) & ~0xFFFFFFFF)
     deliver_both(collector, message("track", UUID, event="A"), message("track", "x y", event="B"))
     a, b = ids(collector, "segment")
     record_a, record_b = ids(collector, "mixpanel")
@@ -122,28 +127,67 @@ def test_links_survive_hash_collisions(
     assert [link["id"] for link in entry(collector, record_b)["links"]] == [b]
 
 
-@pytest.mark.parametrize("where", [store_module.LINKED_EVENTS, store_module.LINKED_MESSAGES])
-def test_a_link_is_looked_up_through_indexes(collector: Collector, where: str) -> None:
-    sql = f"EXPLAIN QUERY PLAN SELECT id FROM events WHERE {where} ORDER BY id"
-    with sqlite3.connect(collector.store.path) as conn:
-        plan = [step[-1] for step in conn.execute(sql, [1] * where.count("?")).fetchall()]
-    conn.close()
-    assert plan and not [step for step in plan if step.startswith("SCAN")], plan
-
-
-def test_a_database_from_before_links_is_upgraded_and_linked(
+def test_a_database_from_before_links_is_rehashed_and_keeps_deduplicating(
     make_collector: Callable[..., Collector], tmp_path: Path
 ) -> None:
     path = tmp_path / "before-links.db"
     collector = make_collector(db_path=path)
-    deliver_both(collector, message("track", UUID, event="A"), message("track", "x y", event="B"))
+    first = message("track", UUID, event="A")
+    deliver_both(collector, first, message("track", "x y", event="B"))
     collector.close()
-    with sqlite3.connect(path) as conn:  # the schema as it was before links
-        conn.execute("DROP INDEX events_link")
-        conn.execute("ALTER TABLE events DROP COLUMN link_hash")
+    with sqlite3.connect(path) as conn:  # hashed as before links, with main's brief link index
+        for id_, source, key in conn.execute("SELECT id, source, dedup_key FROM events").fetchall():
+            old = store_module.dedup_hash(source, key)
+            conn.execute("UPDATE events SET dedup_hash = ? WHERE id = ?", (old, id_))
+        conn.execute("CREATE INDEX events_link ON events (id)")
+        conn.execute("PRAGMA user_version = 0")
     conn.close()
     with EventStore(path) as upgraded:
         entries = upgraded.entries(Query(), oldest_first=True)
         linked = {e.id: [other.id for other in upgraded.linked(e)] for e in entries}
     a, b, record_a, record_b = (e.id for e in entries)
     assert linked == {a: [record_a], b: [record_b], record_a: [a], record_b: [b]}
+    reopened = make_collector(db_path=path)
+    deliver_both(reopened, first)  # a retry of a message stored before: still a duplicate
+    assert reopened.stats()["total"] == 4
+    assert reopened.stats()["duplicates"] == 2
+    with sqlite3.connect(path) as conn:
+        assert (
+            conn.execute("SELECT name FROM sqlite_master WHERE name = 'events_link'").fetchall()
+            == []
+        )
+    conn.close()
+
+
+def test_every_call_of_a_client_with_both_destinations_links_as_documented(
+    collector: Collector,
+) -> None:
+    url = collector.url
+    client = Client(destinations=[Segment("key", host=url), Mixpanel("tok", api_host=url)])
+    client.track("ada", "Order Completed", {"revenue": 9.5})
+    client.page("ada", "Shop", "Pricing")
+    client.screen("ada", "App", "Home")
+    client.identify("ada", {"email": "ada@example.com"}, anonymous_id="anon-1")
+    client.alias("anon-1", "ada")
+    client.group("ada", "acme", {"name": "Acme"})
+    client.track("ada", "Custom Id", message_id="order 7/try 1")  # the SHA-256 form
+    assert client.shutdown(10) == 0
+    segment = get(url, "/api/entries?source=segment&order=asc")["entries"]
+    links = {
+        e["type"] + (e["event"] or ""): [
+            (link["type"], link["event"]) for link in entry(collector, e["id"])["links"]
+        ]
+        for e in segment
+    }
+    assert links == {
+        "trackOrder Completed": [("import", "Order Completed")],
+        "page": [("import", "Viewed Pricing")],
+        "screen": [("import", "Viewed Home")],
+        "identify": [("track", "$identify")],
+        "alias": [("track", "$create_alias")],
+        "group": [],  # /groups updates carry no $insert_id
+        "trackCustom Id": [("import", "Custom Id")],
+    }
+    for e in segment:
+        for link in entry(collector, e["id"])["links"]:
+            assert [back["id"] for back in entry(collector, link["id"])["links"]] == [e["id"]]

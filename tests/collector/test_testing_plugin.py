@@ -6,8 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import segment_clone as analytics
 from segment_clone.collector import Collector
+from segment_clone.destinations import Mixpanel, Segment
 
 from ..api import post, track
 from .plans import write_plan
@@ -33,6 +36,23 @@ def test_analytics_capture_points_the_module_client_at_the_collector(
     assert stored == msg
     assert analytics.default_client is not None
     assert analytics.default_client.host == analytics_capture.url
+
+
+def test_analytics_capture_redirects_the_applications_destinations(
+    request: pytest.FixtureRequest, fresh_module: None
+) -> None:
+    """An application that set ``analytics.destinations`` (here to hosts nothing listens on)
+    has both sides captured by the collector: nothing leaves for the real services."""
+    analytics.destinations = [  # type: ignore[attr-defined]
+        Segment("live-key", host="https://127.0.0.1:9"),
+        Mixpanel("tok", api_host="https://127.0.0.1:9"),
+    ]
+    capture = request.getfixturevalue("analytics_capture")
+    analytics.track("user-1", "Signed Up")
+    analytics.flush()
+    assert len(capture.wait_for(1, timeout=10, source="segment")) == 1
+    [record] = capture.wait_for(1, timeout=10, source="mixpanel")
+    assert record["properties"]["token"] == "tok"
 
 
 USER_TESTS = """

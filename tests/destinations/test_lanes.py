@@ -246,6 +246,7 @@ def test_records_refused_under_strict_go_to_on_error_with_mixpanels_reason(
     clients.append(client)
     client.track("user-1", "Kept")
     client.track("user-2", "Refused")
+    client.track("user-3", "Also Refused")
     mixpanel_server.script(
         Reply(
             status=400,
@@ -253,7 +254,8 @@ def test_records_refused_under_strict_go_to_on_error_with_mixpanels_reason(
                 "code": 400,
                 "num_records_imported": 1,
                 "failed_records": [
-                    {"index": 1, "$insert_id": "x", "field": "properties.time", "message": "bad"}
+                    {"index": 1, "$insert_id": "x", "field": "properties.time", "message": "bad"},
+                    {"index": 2, "$insert_id": "y", "field": "event", "message": "too long"},
                 ],
             },
         )
@@ -262,11 +264,12 @@ def test_records_refused_under_strict_go_to_on_error_with_mixpanels_reason(
     [request] = mixpanel_server.requests
     assert request.path == "/import?strict=1"
     assert request.header("Content-Encoding") == "gzip"
-    [(error, batch)] = errors
-    assert "properties.time: bad" in str(error) and error.destination == "mixpanel"
-    assert [m["event"] for m in batch] == ["Refused"]
+    [(first, [one]), (second, [other])] = errors  # one by one, each with Mixpanel's reason
+    assert "properties.time: bad" in str(first) and first.destination == "mixpanel"
+    assert "event: too long" in str(second)
+    assert (one["event"], other["event"]) == ("Refused", "Also Refused")
     stats = client.stats()
-    assert stats["delivered"] == 1 and stats["dropped"] == {"rejected": 1}
+    assert stats["delivered"] == 1 and stats["dropped"] == {"rejected": 2}
 
 
 def test_a_message_mixpanel_would_refuse_is_reported_at_call_time_and_never_sent(

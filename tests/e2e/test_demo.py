@@ -14,12 +14,13 @@ ROOT = Path(segment_clone.__file__).resolve().parent.parent
 def test_the_demo_loses_nothing() -> None:
     result = run_file(ROOT / "examples" / "demo.py")
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = dict(line.split(None, 1) for line in result.stdout.splitlines()[-10:] if line.strip())
-    assert summary["sent"].startswith("2006 ")
-    assert summary["stored"] == "2006"
+    summary = dict(line.split(None, 1) for line in result.stdout.splitlines()[-11:] if line.strip())
+    assert summary["sent"].startswith("2026 ")
+    assert summary["stored"] == "2026"
     assert summary["lost"] == "0"
     assert summary["duplicates"].startswith("0 ")
-    assert "track 1793" in summary["by"]
+    assert "track 1809" in summary["by"]
+    assert summary["both"] == "20 Segment messages, 20 Mixpanel records, 20 linked"
     assert summary["flags"] == "6 exposure events sent, 6 stored"
     assert "local   ada        new_checkout   treatment = True" in result.stdout
     assert summary["OK:"].startswith("every message arrived exactly once")
