@@ -1,6 +1,7 @@
 """``make compat``: mixpanel-python's own ``test_mixpanel.py``, run against segment_clone.mixpanel.
 
-The suite is not in mixpanel's wheel or sdist, so it is downloaded once from the repository at
+The suite is in no mixpanel release on PyPI (checked on 2026-12-03: none of the 31 sdists, 0.1
+to 5.4.1, nor the 4.10.1 and 5.4.1 wheels holds it), so it is downloaded once from the repository at
 ``COMMIT`` (the last change to ``test_mixpanel.py`` in mixpanel-python's history as we know it:
 service-account auth, released in 5.2.0) into ``.compat/`` (a scratch folder, never committed),
 or read from ``--suite PATH``. ``import mixpanel`` and the ``"mixpanel.…"`` names it patches are
