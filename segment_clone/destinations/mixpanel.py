@@ -5,13 +5,11 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ..mixpanel.credentials import ServiceAccountCredentials
 from .mixpanel_mapping import (
-    EARLIEST,
     FUTURE_TOLERANCE_MS,
     MAX_PROPERTIES,
     MAX_RECORD_BYTES,
@@ -22,10 +20,30 @@ from .mixpanel_mapping import (
     to_mixpanel,
 )
 
-MAPPED_PROPERTIES = 45
-"""At most this many properties does the mapping add to the caller's (ids, context, library)."""
-MAPPED_BYTES = 4096
-"""At most this many bytes does a record add to twice its message's (ids appear twice)."""
+FEW_PROPERTIES = MAX_PROPERTIES - 45
+"""Fewer properties than this stay under Mixpanel's limit whatever the mapping adds (at most
+45: ids, context, library)."""
+SMALL_MESSAGE = (MAX_RECORD_BYTES - 4096) // 2
+"""A message under this many bytes maps to a record under Mixpanel's limit: a record holds at
+most twice its message (the ids appear twice) plus 4 KB of added keys."""
+EARLIEST_TEXT = "1971-01-01T00:00:00.000+00:00"
+"""Mixpanel's earliest time in the SDK's timestamp form (``utc_now_iso``)."""
+_latest: tuple[float, str] = (0.0, "")
+"""Until when (``time.time()``) the text below holds, and the latest time Mixpanel takes in the
+SDK's form, to the second below; replaced whole, by one assignment."""
+
+
+def _latest_text() -> str:
+    """Now plus Mixpanel's hour of tolerance, as text, formatted at most once a second."""
+    global _latest
+    now = time.time()
+    until, text = _latest
+    if now >= until:
+        second = int(now)
+        ahead = time.gmtime(second + FUTURE_TOLERANCE_MS // 1000)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", ahead) + ".000+00:00"
+        _latest = (second + 1, text)
+    return text
 
 
 class Mixpanel:
@@ -84,24 +102,24 @@ class Mixpanel:
         """Why Mixpanel would refuse ``message`` (``size`` bytes encoded), or None: checked
         on the caller's thread, so that such a message is reported at once, never sent to fail.
 
-        Cheap for the usual message, whose properties and size are far from Mixpanel's limits
-        and which needs only its time checked; any other is mapped in full."""
-        now_ms = int(time.time() * 1000)
-        body = message.get("properties") or message.get("traits") or ()
-        if size * 2 + MAPPED_BYTES < MAX_RECORD_BYTES and (
-            len(body) + MAPPED_PROPERTIES < MAX_PROPERTIES
+        The usual message, far from Mixpanel's limits and stamped in the SDK's own UTC form
+        (which sorts as text), takes a few comparisons; any other is checked in full."""
+        stamp = message.get("timestamp")
+        if (
+            size < SMALL_MESSAGE
+            and type(stamp) is str
+            and len(stamp) == len(EARLIEST_TEXT)
+            and stamp.endswith("+00:00")
+            and EARLIEST_TEXT <= stamp
+            and (stamp <= _latest[1] or stamp <= _latest_text())  # the text only grows
         ):
-            stamp = message.get("timestamp")
-            try:
-                when = datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
-            except ValueError:
-                when = None
-            if when is not None and when.tzinfo is not None:
-                if when < EARLIEST:
-                    return f"the event is from {when.date()}; Mixpanel refuses events before 1971"
-                if when.timestamp() * 1000 > now_ms + FUTURE_TOLERANCE_MS:
-                    return "the event is more than an hour in the future; Mixpanel refuses it"
+            body = message.get("properties") or message.get("traits")
+            if body is None or len(body) < FEW_PROPERTIES:
                 return None
+        return self._refusal_in_full(message)
+
+    def _refusal_in_full(self, message: Mapping[str, Any]) -> str | None:
+        now_ms = int(time.time() * 1000)
         try:
             for record in to_mixpanel(message, self.settings, now_ms=now_ms, measure=False):
                 encode_record(record)
