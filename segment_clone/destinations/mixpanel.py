@@ -110,7 +110,7 @@ class Mixpanel:
             and type(stamp) is str
             and len(stamp) == len(EARLIEST_TEXT)
             and stamp.endswith("+00:00")
-            and EARLIEST_TEXT <= stamp
+            and stamp >= EARLIEST_TEXT
             and (stamp <= _latest[1] or stamp <= _latest_text())  # the text only grows
         ):
             body = message.get("properties") or message.get("traits")
