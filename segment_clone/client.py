@@ -906,8 +906,7 @@ class Client:
         """Counters since this client was created: enqueued, delivered, retried, dropped
         (by reason) and pending (accepted, not yet delivered or reported). With several
         destinations, these are the first one's, and ``destinations`` has each one's."""
-        rt = self._runtime()
-        snapshot = rt.stats.snapshot(rt.queue.accepted, rt.queue.unfinished_tasks)
+        snapshot = self._lane_stats()
         if self._lanes:
             snapshot["destinations"] = {
                 engine._label or engine.destination.label: engine._lane_stats()

@@ -33,23 +33,11 @@ def test_exit_while_threads_track(server: ScriptedServer) -> None:
     totals = harness.run(
         server,
         """
-        client = segment_clone.Client(
-            "wk", host=sys.argv[1], upload_interval=0.01, shutdown_timeout=0.3,
-            on_error=on_error,
-        )
-
-        def work():
-            for i in range(20_000):
-                if stop.is_set():
-                    return
-                record(client.track("u", "e", {"i": i}))
-
-        threads.extend(threading.Thread(target=work, daemon=True) for _ in range(3))
-        for t in threads:
-            t.start()
-        while len(accepted) < 300:
-            pass
-        """,
+client = segment_clone.Client(
+    "wk", host=sys.argv[1], upload_interval=0.01, shutdown_timeout=0.3, on_error=on_error,
+)
+"""
+        + harness.TRACK_THROUGH_EXIT,
     )
     assert len(totals.accepted) >= 300
 

@@ -461,19 +461,8 @@ client = segment_clone.Client(
     destinations=[Segment("wk", host=sys.argv[1]), Mixpanel("tok", api_host=sys.argv[2])],
     upload_interval=0.01, shutdown_timeout=0.3, on_error=on_error,
 )
-
-def work():
-    for i in range(20_000):
-        if stop.is_set():
-            return
-        record(client.track("u", "e", {"i": i}))
-
-threads.extend(threading.Thread(target=work, daemon=True) for _ in range(3))
-for t in threads:
-    t.start()
-while len(accepted) < 300:
-    pass
-""",
+"""
+        + harness.TRACK_THROUGH_EXIT,
         server.url,
         mixpanel_server.url,
     )

@@ -45,6 +45,22 @@ atexit.register(account)
 import segment_clone
 """
 
+TRACK_THROUGH_EXIT = """
+def work():
+    for i in range(20_000):
+        if stop.is_set():
+            return
+        record(client.track("u", "e", {"i": i}))
+
+threads.extend(threading.Thread(target=work, daemon=True) for _ in range(3))
+for t in threads:
+    t.start()
+while len(accepted) < 300:
+    pass
+"""
+"""Three daemon threads tracking with ``client`` while the main thread exits once 300 calls
+were accepted: the scenario of messages accepted around exit."""
+
 
 @dataclass
 class Accounting:
